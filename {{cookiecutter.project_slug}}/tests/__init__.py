@@ -1,0 +1,1 @@
+"""The service's tests, run against real servers."""

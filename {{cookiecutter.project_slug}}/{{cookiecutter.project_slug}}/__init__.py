@@ -1,0 +1,1 @@
+"""The service package: settings, database, job layer and HTTP routes."""

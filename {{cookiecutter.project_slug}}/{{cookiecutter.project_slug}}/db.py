@@ -1,0 +1,47 @@
+"""The async database engine and the per-request session."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+{%- if cookiecutter.database == "sqlite" %}
+from sqlalchemy import event
+{%- endif %}
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+{%- if cookiecutter.database == "sqlite" %}
+    engine = create_async_engine(database_url)
+
+    # WAL lets readers go on while a job writes; the busy timeout makes concurrent
+    # writers wait for the lock instead of failing at once with "database is locked".
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]  # DB-API connection
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return engine
+{%- else %}
+    # pre_ping drops connections the server closed (restart, idle timeout) before use.
+    return create_async_engine(database_url, pool_pre_ping=True)
+{%- endif %}
+
+
+def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    # Objects stay readable after commit, so a handler can return what it just saved.
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: SessionMaker = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,1 @@
+"""The job layer: the backend that executes background work."""

@@ -1,0 +1,179 @@
+"""The database tables.
+
+The job table is the one record of every job's state, whichever backend runs it. Each
+domain row (email, document, batch, report) keeps the id of the job that works on it.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    SQLite has no timezone type and hands back naive values; this stores UTC and always
+    returns aware datetimes, so comparisons with `utcnow()` work on both databases.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def status_type(enum: type[StrEnum]) -> sa.Enum:
+    # A VARCHAR holding the values, not a native enum type: adding a status later is
+    # then a code change, not a schema migration.
+    return sa.Enum(
+        enum,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+def timestamp(*, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index)
+
+
+def created_timestamp() -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Job(SQLModel, table=True):
+    # Claiming asks for due queued jobs: status first, then run_after.
+    __table_args__ = (sa.Index("ix_job_status_run_after", "status", "run_after"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100, index=True)
+    status: JobStatus = Field(default=JobStatus.QUEUED, sa_type=status_type(JobStatus))
+    arguments: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    result: Any = Field(default=None, sa_type=sa.JSON, nullable=True)
+    error_type: str | None = Field(default=None, max_length=200)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    attempts: int = 0
+    max_attempts: int = Field(default=3, ge=1)
+    timeout_seconds: float = Field(default=300.0, gt=0)
+    idempotency_key: str | None = Field(default=None, max_length=255, unique=True)
+    progress: float = Field(default=0.0, ge=0, le=1)
+    progress_message: str | None = Field(default=None, max_length=255)
+    run_after: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_expires_at: datetime | None = timestamp(index=True)
+    created_at: datetime = created_timestamp()
+    started_at: datetime | None = timestamp()
+    finished_at: datetime | None = timestamp(index=True)
+
+
+class EmailStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Email(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    to: str = Field(max_length=320)
+    subject: str = Field(max_length=255)
+    body: str = Field(sa_type=sa.Text)
+    status: EmailStatus = Field(default=EmailStatus.QUEUED, sa_type=status_type(EmailStatus))
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    job_id: uuid.UUID | None = None
+    created_at: datetime = created_timestamp()
+    sent_at: datetime | None = timestamp()
+
+
+class DocumentStatus(StrEnum):
+    PROCESSING = "processing"
+    READY = "ready"
+    ERROR = "error"
+
+
+class Document(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    # The client's filename is metadata only; the file on disk has a generated name.
+    original_filename: str = Field(default="", max_length=255)
+    stored_name: str = Field(max_length=64, unique=True)
+    content_type: str = Field(default="application/octet-stream", max_length=255)
+    status: DocumentStatus = Field(
+        default=DocumentStatus.PROCESSING, sa_type=status_type(DocumentStatus)
+    )
+    size_bytes: int | None = Field(default=None, sa_type=sa.BigInteger)
+    sha256: str | None = Field(default=None, max_length=64)
+    char_count: int | None = Field(default=None, sa_type=sa.BigInteger)
+    word_count: int | None = Field(default=None, sa_type=sa.BigInteger)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    job_id: uuid.UUID | None = None
+    created_at: datetime = created_timestamp()
+    processed_at: datetime | None = timestamp()
+    archived_at: datetime | None = timestamp(index=True)
+
+
+class BatchStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+
+class Batch(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=255)
+    status: BatchStatus = Field(default=BatchStatus.PENDING, sa_type=status_type(BatchStatus))
+    items: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
+    total_items: int = 0
+    # Items before this index are done; a retried batch resumes here.
+    processed_items: int = 0
+    failed_items: int = 0
+    # One entry per failed item: its index and the error.
+    failures: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    job_id: uuid.UUID | None = None
+    created_at: datetime = created_timestamp()
+    started_at: datetime | None = timestamp()
+    completed_at: datetime | None = timestamp()
+
+
+class ReportStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Report(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=50)
+    filters: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    status: ReportStatus = Field(default=ReportStatus.QUEUED, sa_type=status_type(ReportStatus))
+    stored_name: str | None = Field(default=None, max_length=64)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    job_id: uuid.UUID | None = None
+    created_at: datetime = created_timestamp()
+    completed_at: datetime | None = timestamp(index=True)

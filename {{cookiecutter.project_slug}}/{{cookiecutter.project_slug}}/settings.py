@@ -1,0 +1,39 @@
+"""Every knob is an environment variable (or a line in `.env`) with a default that works locally."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+{%- if cookiecutter.database == "sqlite" %}
+
+    database_url: str = "sqlite+aiosqlite:///./{{ cookiecutter.project_slug }}.db"
+{%- else %}
+
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}",
+    )
+{%- endif %}
+{%- if cookiecutter.job_backend == "rq" %}
+    redis_url: str = "redis://localhost:6379/0"
+    rq_queue: str = "{{ cookiecutter.project_slug }}"
+{%- endif %}
+    storage_dir: Path = Path("./storage")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    job_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+{%- if cookiecutter.job_backend == "aiojobs" %}
+    job_concurrency: int = Field(default=10, ge=1)
+    job_pending_limit: int = Field(default=1000, ge=1)
+{%- endif %}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
