@@ -18,10 +18,10 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every database.
+    """A UTC datetime that is always timezone-aware, on the way in and on the way out.
 
-    SQLite has no timezone type and hands back naive values; this stores UTC and always
-    returns aware datetimes, so comparisons with `utcnow()` work on both databases.
+    A naive datetime is refused rather than guessed at, and values read back are aware
+    even where the database keeps no zone, so comparisons with `utcnow()` always work.
     """
 
     impl = sa.DateTime(timezone=True)

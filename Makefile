@@ -1,0 +1,20 @@
+# The template's own commands. Needs uv (https://docs.astral.sh/uv/) and Python 3.11+.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test demo
+
+$(VENV)/.installed: requirements.txt
+	uv venv --allow-existing --python ">=3.11" $(VENV)
+	uv pip install --python $(BIN)/python -r requirements.txt
+	@touch $@
+
+# Bake every combination, lint, type-check, install, migrate and run each one's tests.
+test: $(VENV)/.installed
+	$(BIN)/pytest
+
+# Bake the default answers into build/demo and serve it on http://127.0.0.1:8000.
+demo: $(VENV)/.installed
+	rm -rf build/demo
+	$(BIN)/cookiecutter --no-input --output-dir build/demo .
+	$(MAKE) -C build/demo/job_service run

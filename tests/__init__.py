@@ -1,0 +1,1 @@
+"""The template's own tests: bake, check, install and run every combination."""

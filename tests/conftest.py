@@ -1,0 +1,79 @@
+"""Shared helpers: bake the template, run tools inside the baked project."""
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+TOOLS = Path(sys.executable).parent
+BACKENDS = ("create_task", "aiojobs", "rq")
+DATABASES = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class Combination:
+    job_backend: str
+    database: str
+    use_docker: str = "y"
+    use_github_actions: str = "y"
+
+    @property
+    def id(self) -> str:
+        extras = [name for name, on in (("docker", self.use_docker), ("ci", self.use_github_actions)) if on == "y"]
+        return "-".join([self.job_backend, self.database, *extras])
+
+    def answers(self) -> dict[str, str]:
+        return {
+            "job_backend": self.job_backend,
+            "database": self.database,
+            "use_docker": self.use_docker,
+            "use_github_actions": self.use_github_actions,
+        }
+
+
+ALL_COMBINATIONS = [
+    Combination(backend, database, docker, ci)
+    for backend, database, docker, ci in itertools.product(BACKENDS, DATABASES, "yn", "yn")
+]
+BACKEND_DATABASE_PAIRS = [Combination(b, d) for b, d in itertools.product(BACKENDS, DATABASES)]
+
+
+def bake(output_dir: Path, **answers: str) -> Path:
+    """Render the template without prompts and return the baked project's folder."""
+    return Path(
+        cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(output_dir), extra_context=answers)
+    )
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run a command inside the baked project; fail the test with its output if it fails."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(command)} failed in {cwd}:\n{output}"
+    return output
+
+
+def require_binary(name: str) -> str:
+    """The path of a binary the test needs; skip without it, except in CI, where it fails."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} is not installed")
+    return path

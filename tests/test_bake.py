@@ -1,0 +1,158 @@
+"""Every combination of answers bakes into a clean, lint-free, type-checked project."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ALL_COMBINATIONS, TOOLS, Combination, bake, run
+
+SLUG = "job_service"
+# Words that name each backend; a project baked for one backend carries none of the others'.
+BACKEND_WORDS = {
+    "create_task": re.compile(r"create_task", re.IGNORECASE),
+    "aiojobs": re.compile(r"aiojobs", re.IGNORECASE),
+    "rq": re.compile(r"\brq\b|redis", re.IGNORECASE),
+}
+DATABASE_WORDS = {
+    "sqlite": re.compile(r"sqlite", re.IGNORECASE),
+    "postgresql": re.compile(r"postgres|asyncpg", re.IGNORECASE),
+}
+JINJA = re.compile(r"\{\{|\{%|\{#")
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+
+
+def expected_files(combination: Combination) -> set[str]:
+    files = {
+        ".cookiecutter.json",
+        ".env.example",
+        ".gitattributes",
+        ".gitignore",
+        "Makefile",
+        "README.md",
+        "alembic.ini",
+        "pyproject.toml",
+        "migrations/env.py",
+        "migrations/script.py.mako",
+        "migrations/versions/0001_initial.py",
+        "tests/__init__.py",
+        "tests/conftest.py",
+        "tests/test_backend.py",
+        "tests/test_health.py",
+        "tests/test_migrations.py",
+        "tests/test_settings.py",
+        *(
+            f"{SLUG}/{name}"
+            for name in (
+                "__init__.py",
+                "api/__init__.py",
+                "api/health.py",
+                "db.py",
+                "jobs/__init__.py",
+                "jobs/backend.py",
+                "main.py",
+                "models.py",
+                "observability.py",
+                "settings.py",
+            )
+        ),
+    }
+    if combination.job_backend == "rq":
+        files |= {f"{SLUG}/worker.py", "tests/redis_server.py", "tests/test_worker.py"}
+    if combination.database == "postgresql":
+        files |= {"tests/pg_server.py"}
+    if combination.use_docker == "y":
+        files |= {"Dockerfile", ".dockerignore", "compose.yaml"}
+    if combination.use_github_actions == "y":
+        files |= {".github/workflows/ci.yml"}
+    return files
+
+
+def expected_dependencies(combination: Combination) -> set[str]:
+    common = {"alembic", "fastapi", "pydantic-settings", "python-json-logger", "sqlalchemy", "sqlmodel", "uvicorn"}
+    by_backend = {"create_task": set(), "aiojobs": {"aiojobs"}, "rq": {"redis", "rq"}}
+    by_database = {"sqlite": {"aiosqlite"}, "postgresql": {"asyncpg"}}
+    return common | by_backend[combination.job_backend] | by_database[combination.database]
+
+
+def project_files(project: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(project)): path.read_text()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and ".mypy_cache" not in path.parts
+    }
+
+
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One cache per test process: third-party modules are analysed once, not per bake.
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+@pytest.mark.parametrize("combination", ALL_COMBINATIONS, ids=lambda c: c.id)
+def test_combination_bakes_clean(combination: Combination, tmp_path: Path, mypy_cache: Path) -> None:
+    project = bake(tmp_path, **combination.answers())
+    assert project.name == SLUG
+    files = project_files(project)
+    assert set(files) == expected_files(combination)
+
+    for name, text in files.items():
+        rendered = GITHUB_EXPRESSION.sub("", text) if name.startswith(".github/") else text
+        assert not JINJA.search(rendered), f"unrendered template syntax in {name}"
+        if name.endswith(".toml"):
+            tomllib.loads(text)
+        if name.endswith((".yml", ".yaml")):
+            assert isinstance(yaml.safe_load(text), dict), name
+        if name != ".cookiecutter.json":
+            for backend, words in BACKEND_WORDS.items():
+                if backend != combination.job_backend:
+                    assert not words.search(text), f"{name} mentions the {backend} backend"
+            for database, words in DATABASE_WORDS.items():
+                if database != combination.database:
+                    assert not words.search(text), f"{name} mentions {database}"
+
+    answers = json.loads(files[".cookiecutter.json"])
+    assert {key: answers[key] for key in combination.answers()} == combination.answers()
+    assert not any(key.startswith("__") or key == "_output_dir" for key in answers)
+
+    pyproject = tomllib.loads(files["pyproject.toml"])
+    names = {re.split(r"[\[<>=!~;]", dep)[0] for dep in pyproject["project"]["dependencies"]}
+    assert names == expected_dependencies(combination)
+
+    run([str(TOOLS / "ruff"), "check", "--no-cache", "."], cwd=project)
+    run([str(TOOLS / "ruff"), "format", "--check", "--no-cache", "."], cwd=project)
+    run([str(TOOLS / "mypy"), "--cache-dir", str(mypy_cache)], cwd=project)
+
+
+def test_the_lint_and_type_checks_can_fail(tmp_path: Path, mypy_cache: Path) -> None:
+    """Guard against checks that pass because they look at the wrong folder."""
+    project = bake(tmp_path, job_backend="create_task")
+    (project / SLUG / "extra.py").write_text("import os\n\n\ndef untyped(x):\n    return x\n")
+    for command in (
+        [str(TOOLS / "ruff"), "check", "--no-cache", "."],
+        [str(TOOLS / "mypy"), "--cache-dir", str(mypy_cache)],
+    ):
+        with pytest.raises(AssertionError, match="extra.py"):
+            run(command, cwd=project)
+
+
+def test_awkward_names_bake_clean(tmp_path: Path, mypy_cache: Path) -> None:
+    slug = "a_thirty_character_slug_abcdef"
+    project = bake(
+        tmp_path,
+        project_name="Café & <Résumé> it's a very long project name, longer than most lines",
+        project_slug=slug,
+        job_backend="rq",
+        database="postgresql",
+    )
+    assert project.name == slug
+    run([str(TOOLS / "ruff"), "check", "--no-cache", "."], cwd=project)
+    run([str(TOOLS / "ruff"), "format", "--check", "--no-cache", "."], cwd=project)
+    run([str(TOOLS / "mypy"), "--cache-dir", str(mypy_cache)], cwd=project)
+
+
+def test_the_default_slug_is_derived_from_the_name(tmp_path: Path) -> None:
+    assert bake(tmp_path, project_name="Order Intake-API").name == "order_intake_api"

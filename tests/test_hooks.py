@@ -1,0 +1,110 @@
+"""Unit tests of the hooks' functions, imported from the unrendered hook files."""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import PROJECT_TEMPLATE, TEMPLATE_DIR
+
+
+def load_hook(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / "hooks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pre_gen = load_hook("pre_gen_project")
+post_gen = load_hook("post_gen_project")
+ANSWERS = {
+    "slug": "shop",
+    "job_backend": "rq",
+    "database": "sqlite",
+    "use_docker": "n",
+    "use_github_actions": "y",
+}
+
+
+@pytest.mark.parametrize("slug", ["shop", "my_service", "_private", "api2", "a" * 30])
+def test_usable_slugs_are_accepted(slug: str) -> None:
+    assert pre_gen.slug_error(slug) is None
+
+
+@pytest.mark.parametrize(
+    ("slug", "reason"),
+    [
+        ("My_Service", "not a lowercase Python identifier"),
+        ("my-service", "not a lowercase Python identifier"),
+        ("2fast", "not a lowercase Python identifier"),
+        ("", "not a lowercase Python identifier"),
+        ("class", "keyword"),
+        ("fastapi", "shadow"),
+        ("rq", "shadow"),
+        ("redis", "shadow"),
+        ("aiojobs", "shadow"),
+        ("asyncio", "shadow"),
+        ("json", "shadow"),
+        ("test", "shadow"),
+        ("tests", "shadow"),
+        ("a" * 31, "longer than 30"),
+    ],
+)
+def test_unusable_slugs_are_refused_with_the_reason(slug: str, reason: str) -> None:
+    error = pre_gen.slug_error(slug)
+    assert error is not None and reason in error and repr(slug) in error
+
+
+def test_quotes_in_free_text_are_refused() -> None:
+    assert pre_gen.text_error({"project_name": 'Say "hi"'}) is not None
+    assert pre_gen.text_error({"description": "a\\b"}) is not None
+    assert pre_gen.text_error({"project_name": "Café it's <fine> & good"}) is None
+
+
+def test_an_answer_outside_its_choices_is_refused() -> None:
+    answers = {"job_backend": "celery", "database": "sqlite", "use_docker": "y", "use_github_actions": "n"}
+    assert "job_backend 'celery' is not one of: create_task, aiojobs, rq" in pre_gen.choice_error(answers)
+
+
+def make_tree(root: Path, paths: list[str]) -> None:
+    for path in paths:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(path)
+
+
+def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_path: Path) -> None:
+    manifest = {
+        "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
+        "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
+        "{slug}/worker.py": ("job_backend", "rq"),
+        "Dockerfile": ("use_docker", "y"),
+        ".github": ("use_github_actions", "y"),
+    }
+    make_tree(tmp_path, [*(p.format(slug="shop") for p in manifest if p != ".github"), ".github/workflows/ci.yml"])
+    post_gen.apply_manifest(tmp_path, ANSWERS, manifest, post_gen.MOVES)
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == [".github/workflows/ci.yml", "shop/jobs/backend.py", "shop/worker.py"]
+    assert (tmp_path / "shop/jobs/backend.py").read_text() == "shop/jobs/backend_rq.py"
+
+
+def test_a_stale_manifest_entry_fails_loudly(tmp_path: Path) -> None:
+    manifest = {"Dockerfile": ("use_docker", "y"), "compose.yaml": ("use_docker", "y")}
+    make_tree(tmp_path, ["Dockerfile"])
+    with pytest.raises(post_gen.ManifestError, match="compose.yaml"):
+        post_gen.apply_manifest(tmp_path, ANSWERS, manifest, {})
+    assert (tmp_path / "Dockerfile").exists(), "nothing is removed when the manifest is stale"
+
+
+def test_every_manifest_entry_names_a_template_path_and_a_real_answer() -> None:
+    choices = pre_gen.CHOICES
+    for entry, (question, answer) in post_gen.MANIFEST.items():
+        assert (PROJECT_TEMPLATE / entry.format(slug="{{cookiecutter.project_slug}}")).exists(), entry
+        assert answer in choices[question], entry
+
+
+def test_next_steps_name_the_worker_only_for_rq() -> None:
+    assert "make worker" in post_gen.next_steps(ANSWERS)
+    assert "make worker" not in post_gen.next_steps({**ANSWERS, "job_backend": "aiojobs"})
+    assert "DATABASE_URL" in post_gen.next_steps({**ANSWERS, "database": "postgresql"})
