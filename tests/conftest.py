@@ -55,10 +55,12 @@ def bake(output_dir: Path, **answers: str) -> Path:
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
     """Run a command inside the baked project; fail the test with its output if it fails."""
+    # As a user would run it: not as a sub-make of the template's own make.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     result = subprocess.run(
         command,
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -13,7 +13,7 @@ def main() -> None:
     redis = Redis.from_url(settings.redis_url)
     worker = Worker([Queue(settings.rq_queue, connection=redis)], connection=redis)
     # SIGTERM lets the current job finish; a second one stops it at once.
-    worker.work(with_scheduler=True, logging_level=settings.log_level)
+    worker.work(logging_level=settings.log_level)
 
 
 if __name__ == "__main__":
