@@ -2,15 +2,21 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo
+.PHONY: lint test demo
 
 $(VENV)/.installed: requirements.txt
 	uv venv --allow-existing --python ">=3.11" $(VENV)
 	uv pip install --python $(BIN)/python -r requirements.txt
 	@touch $@
 
+# The template's own code: hooks and tests.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check hooks tests
+	$(BIN)/ruff format --check hooks tests
+	$(BIN)/mypy
+
 # Bake every combination, lint, type-check, install, migrate and run each one's tests.
-test: $(VENV)/.installed
+test: lint
 	$(BIN)/pytest
 
 # Bake the default answers into build/demo and serve it on http://127.0.0.1:8000.

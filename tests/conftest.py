@@ -1,5 +1,6 @@
 """Shared helpers: bake the template, run tools inside the baked project."""
 
+import importlib.util
 import itertools
 import os
 import shutil
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from cookiecutter.main import cookiecutter
@@ -27,7 +29,11 @@ class Combination:
 
     @property
     def id(self) -> str:
-        extras = [name for name, on in (("docker", self.use_docker), ("ci", self.use_github_actions)) if on == "y"]
+        extras = [
+            name
+            for name, on in (("docker", self.use_docker), ("ci", self.use_github_actions))
+            if on == "y"
+        ]
         return "-".join([self.job_backend, self.database, *extras])
 
     def answers(self) -> dict[str, str]:
@@ -49,14 +55,20 @@ BACKEND_DATABASE_PAIRS = [Combination(b, d) for b, d in itertools.product(BACKEN
 def bake(output_dir: Path, **answers: str) -> Path:
     """Render the template without prompts and return the baked project's folder."""
     return Path(
-        cookiecutter(str(TEMPLATE_DIR), no_input=True, output_dir=str(output_dir), extra_context=answers)
+        cookiecutter(
+            str(TEMPLATE_DIR), no_input=True, output_dir=str(output_dir), extra_context=answers
+        )
     )
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+def run(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> str:
     """Run a command inside the baked project; fail the test with its output if it fails."""
     # As a user would run it: not as a sub-make of the template's own make.
-    inherited = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
     result = subprocess.run(
         command,
         cwd=cwd,
@@ -79,3 +91,13 @@ def require_binary(name: str) -> str:
             pytest.fail(f"{name} is not installed; .ci/run must install it")
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a Python file of the template by its path (hooks, server helpers)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

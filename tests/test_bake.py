@@ -43,6 +43,7 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/test_backend.py",
         "tests/test_health.py",
         "tests/test_migrations.py",
+        "tests/test_models.py",
         "tests/test_settings.py",
         *(
             f"{SLUG}/{name}"
@@ -72,7 +73,15 @@ def expected_files(combination: Combination) -> set[str]:
 
 
 def expected_dependencies(combination: Combination) -> set[str]:
-    common = {"alembic", "fastapi", "pydantic-settings", "python-json-logger", "sqlalchemy", "sqlmodel", "uvicorn"}
+    common = {
+        "alembic",
+        "fastapi",
+        "pydantic-settings",
+        "python-json-logger",
+        "sqlalchemy",
+        "sqlmodel",
+        "uvicorn",
+    }
     by_backend = {"create_task": set(), "aiojobs": {"aiojobs"}, "rq": {"redis", "rq"}}
     by_database = {"sqlite": {"aiosqlite"}, "postgresql": {"asyncpg"}}
     return common | by_backend[combination.job_backend] | by_database[combination.database]
@@ -93,7 +102,9 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("combination", ALL_COMBINATIONS, ids=lambda c: c.id)
-def test_combination_bakes_clean(combination: Combination, tmp_path: Path, mypy_cache: Path) -> None:
+def test_combination_bakes_clean(
+    combination: Combination, tmp_path: Path, mypy_cache: Path
+) -> None:
     project = bake(tmp_path, **combination.answers())
     assert project.name == SLUG
     files = project_files(project)
@@ -135,7 +146,7 @@ def test_the_lint_and_type_checks_can_fail(tmp_path: Path, mypy_cache: Path) -> 
         [str(TOOLS / "ruff"), "check", "--no-cache", "."],
         [str(TOOLS / "mypy"), "--cache-dir", str(mypy_cache)],
     ):
-        with pytest.raises(AssertionError, match="extra.py"):
+        with pytest.raises(AssertionError, match=r"extra\.py"):
             run(command, cwd=project)
 
 

@@ -1,24 +1,13 @@
 """Unit tests of the hooks' functions, imported from the unrendered hook files."""
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.conftest import PROJECT_TEMPLATE, TEMPLATE_DIR
+from tests.conftest import PROJECT_TEMPLATE, TEMPLATE_DIR, load_module
 
-
-def load_hook(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, TEMPLATE_DIR / "hooks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
+pre_gen = load_module(TEMPLATE_DIR / "hooks" / "pre_gen_project.py")
+post_gen = load_module(TEMPLATE_DIR / "hooks" / "post_gen_project.py")
 ANSWERS = {
     "slug": "shop",
     "job_backend": "rq",
@@ -54,7 +43,9 @@ def test_usable_slugs_are_accepted(slug: str) -> None:
 )
 def test_unusable_slugs_are_refused_with_the_reason(slug: str, reason: str) -> None:
     error = pre_gen.slug_error(slug)
-    assert error is not None and reason in error and repr(slug) in error
+    assert error is not None
+    assert reason in error
+    assert repr(slug) in error
 
 
 def test_quotes_in_free_text_are_refused() -> None:
@@ -64,8 +55,15 @@ def test_quotes_in_free_text_are_refused() -> None:
 
 
 def test_an_answer_outside_its_choices_is_refused() -> None:
-    answers = {"job_backend": "celery", "database": "sqlite", "use_docker": "y", "use_github_actions": "n"}
-    assert "job_backend 'celery' is not one of: create_task, aiojobs, rq" in pre_gen.choice_error(answers)
+    answers = {
+        "job_backend": "celery",
+        "database": "sqlite",
+        "use_docker": "y",
+        "use_github_actions": "n",
+    }
+    assert "job_backend 'celery' is not one of: create_task, aiojobs, rq" in pre_gen.choice_error(
+        answers
+    )
 
 
 def make_tree(root: Path, paths: list[str]) -> None:
@@ -82,7 +80,10 @@ def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_
         "Dockerfile": ("use_docker", "y"),
         ".github": ("use_github_actions", "y"),
     }
-    make_tree(tmp_path, [*(p.format(slug="shop") for p in manifest if p != ".github"), ".github/workflows/ci.yml"])
+    make_tree(
+        tmp_path,
+        [*(p.format(slug="shop") for p in manifest if p != ".github"), ".github/workflows/ci.yml"],
+    )
     post_gen.apply_manifest(tmp_path, ANSWERS, manifest, post_gen.MOVES)
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert files == [".github/workflows/ci.yml", "shop/jobs/backend.py", "shop/worker.py"]
@@ -92,7 +93,7 @@ def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_
 def test_a_stale_manifest_entry_fails_loudly(tmp_path: Path) -> None:
     manifest = {"Dockerfile": ("use_docker", "y"), "compose.yaml": ("use_docker", "y")}
     make_tree(tmp_path, ["Dockerfile"])
-    with pytest.raises(post_gen.ManifestError, match="compose.yaml"):
+    with pytest.raises(post_gen.ManifestError, match=r"compose\.yaml"):
         post_gen.apply_manifest(tmp_path, ANSWERS, manifest, {})
     assert (tmp_path / "Dockerfile").exists(), "nothing is removed when the manifest is stale"
 
@@ -100,7 +101,9 @@ def test_a_stale_manifest_entry_fails_loudly(tmp_path: Path) -> None:
 def test_every_manifest_entry_names_a_template_path_and_a_real_answer() -> None:
     choices = pre_gen.CHOICES
     for entry, (question, answer) in post_gen.MANIFEST.items():
-        assert (PROJECT_TEMPLATE / entry.format(slug="{{cookiecutter.project_slug}}")).exists(), entry
+        assert (PROJECT_TEMPLATE / entry.format(slug="{{cookiecutter.project_slug}}")).exists(), (
+            entry
+        )
         assert answer in choices[question], entry
 
 

@@ -32,7 +32,8 @@ def test_bad_answer_is_refused_and_leaves_no_folder(
         bake(tmp_path, **answers)
     assert list(tmp_path.iterdir()) == []
     ours = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR: ")]
-    assert len(ours) == 1 and reason in ours[0], ours
+    assert len(ours) == 1, ours
+    assert reason in ours[0], ours
 
 
 def test_a_choice_outside_the_list_is_refused_before_anything_is_written(tmp_path: Path) -> None:
