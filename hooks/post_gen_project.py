@@ -11,16 +11,20 @@ import shutil
 import sys
 from pathlib import Path
 
-# Every path that belongs to one answer: it is kept when that answer was given and
-# removed otherwise. "{slug}" is the package folder. Every path listed must exist in
-# the rendered project: a stale entry stops the bake instead of being skipped.
-MANIFEST: dict[str, tuple[str, str]] = {
+# Every path that belongs to one answer (or one of several): it is kept when that
+# answer was given and removed otherwise. "{slug}" is the package folder. Every path
+# listed must exist in the rendered project: a stale entry stops the bake instead of
+# being skipped.
+Answers = str | tuple[str, ...]
+MANIFEST: dict[str, tuple[str, Answers]] = {
     "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
     "{slug}/jobs/backend_aiojobs.py": ("job_backend", "aiojobs"),
     "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
     "{slug}/worker.py": ("job_backend", "rq"),
     "tests/redis_server.py": ("job_backend", "rq"),
     "tests/test_worker.py": ("job_backend", "rq"),
+    "tests/worker.py": ("job_backend", "rq"),
+    "tests/app.py": ("job_backend", ("create_task", "aiojobs")),
     "tests/pg_server.py": ("database", "postgresql"),
     "Dockerfile": ("use_docker", "y"),
     ".dockerignore": ("use_docker", "y"),
@@ -40,7 +44,7 @@ class ManifestError(Exception):
 def apply_manifest(
     root: Path,
     answers: dict[str, str],
-    manifest: dict[str, tuple[str, str]] = MANIFEST,
+    manifest: dict[str, tuple[str, Answers]] = MANIFEST,
     moves: dict[str, str] = MOVES,
 ) -> None:
     """Remove the paths whose answer was not chosen, then move chosen variants into place."""
@@ -48,8 +52,8 @@ def apply_manifest(
     missing = sorted(path for path in paths if not (root / path).exists())
     if missing:
         raise ManifestError(f"the template does not render {', '.join(missing)}")
-    for path, (question, answer) in paths.items():
-        if answers[question] != answer:
+    for path, (question, kept_for) in paths.items():
+        if answers[question] not in ((kept_for,) if isinstance(kept_for, str) else kept_for):
             target = root / path
             if target.is_dir():
                 shutil.rmtree(target)

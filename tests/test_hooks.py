@@ -77,6 +77,8 @@ def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_
         "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
         "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
         "{slug}/worker.py": ("job_backend", "rq"),
+        "tests/app.py": ("job_backend", ("create_task", "aiojobs")),
+        "tests/worker.py": ("job_backend", ("aiojobs", "rq")),
         "Dockerfile": ("use_docker", "y"),
         ".github": ("use_github_actions", "y"),
     }
@@ -86,7 +88,12 @@ def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_
     )
     post_gen.apply_manifest(tmp_path, ANSWERS, manifest, post_gen.MOVES)
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert files == [".github/workflows/ci.yml", "shop/jobs/backend.py", "shop/worker.py"]
+    assert files == [
+        ".github/workflows/ci.yml",
+        "shop/jobs/backend.py",
+        "shop/worker.py",
+        "tests/worker.py",
+    ]
     assert (tmp_path / "shop/jobs/backend.py").read_text() == "shop/jobs/backend_rq.py"
 
 
@@ -100,11 +107,12 @@ def test_a_stale_manifest_entry_fails_loudly(tmp_path: Path) -> None:
 
 def test_every_manifest_entry_names_a_template_path_and_a_real_answer() -> None:
     choices = pre_gen.CHOICES
-    for entry, (question, answer) in post_gen.MANIFEST.items():
+    for entry, (question, kept_for) in post_gen.MANIFEST.items():
         assert (PROJECT_TEMPLATE / entry.format(slug="{{cookiecutter.project_slug}}")).exists(), (
             entry
         )
-        assert answer in choices[question], entry
+        answers = (kept_for,) if isinstance(kept_for, str) else kept_for
+        assert set(answers) <= set(choices[question]), entry
 
 
 def test_next_steps_name_the_worker_only_for_rq() -> None:

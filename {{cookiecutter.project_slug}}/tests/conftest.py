@@ -1,19 +1,31 @@
-"""Fixtures: real servers started per test session, a migrated database, the running app."""
-
+"""Fixtures: real servers started once per test session, a fresh migrated database for
+every test, the running app{% if cookiecutter.job_backend == "rq" %} and a real worker process{% endif %}."""
+{% if cookiecutter.database == "postgresql" %}
+import asyncio
+{%- endif %}
 import os
+{%- if cookiecutter.database == "sqlite" %}
+import shutil
+{%- endif %}
 import subprocess
 import sys
 {%- if cookiecutter.database == "postgresql" or cookiecutter.job_backend == "rq" %}
+import uuid
+{%- endif %}
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
-{%- else %}
-from collections.abc import AsyncIterator
-{%- endif %}
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
+{%- if cookiecutter.database == "postgresql" %}
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+{%- endif %}
 
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings
 {%- if cookiecutter.database == "postgresql" and cookiecutter.job_backend == "rq" %}
@@ -23,9 +35,11 @@ from tests import pg_server
 {%- elif cookiecutter.job_backend == "rq" %}
 from tests import redis_server
 {%- endif %}
+{%- if cookiecutter.job_backend == "rq" %}
+from tests.processes import Process, start_worker
+{%- endif %}
 
 PROJECT_ROOT = Path(__file__).parent.parent
-{%- if cookiecutter.database == "postgresql" or cookiecutter.job_backend == "rq" %}
 
 
 def start(
@@ -39,16 +53,68 @@ def start(
         if os.environ.get("CI"):
             pytest.fail(f"{error}; CI must install it")
         pytest.skip(f"{error}; install it to run these tests")
-{%- endif %}
+
+
+def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real alembic command line against a test database."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+{%- if cookiecutter.database == "postgresql" %}
 
 
 @pytest.fixture(scope="session")
-{%- if cookiecutter.database == "postgresql" %}
-def database_url() -> Iterator[str]:
+def server_url() -> Iterator[str]:
     yield from start(pg_server.postgres_server, pg_server.ServerUnavailable)
+
+
+async def create_database(server_url: str, name: str, template: str | None = None) -> str:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    await engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def template_database_url(server_url: str) -> str:
+    """Migrated once; each test gets a copy. Nothing connects to it after migrating."""
+    url = asyncio.run(create_database(server_url, "migrated_template"))
+    upgrade = alembic(url, "upgrade", "head")
+    assert upgrade.returncode == 0, upgrade.stderr
+    return url
+
+
+@pytest.fixture
+def migrated_database_url(server_url: str, template_database_url: str) -> str:
+    """A fresh database of its own for each test, copied from the migrated template."""
+    name = f"test_{uuid.uuid4().hex}"
+    template = make_url(template_database_url).database
+    return asyncio.run(create_database(server_url, name, template=template))
 {%- else %}
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def template_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Migrated once; each test gets a copy of the file."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'template.db'}"
+    upgrade = alembic(url, "upgrade", "head")
+    assert upgrade.returncode == 0, upgrade.stderr
+    return url
+
+
+@pytest.fixture
+def migrated_database_url(template_database_url: str, tmp_path: Path) -> str:
+    """A fresh database of its own for each test, copied from the migrated template."""
+    database = tmp_path / "test.db"
+    shutil.copyfile(template_database_url.removeprefix("sqlite+aiosqlite:///"), database)
+    return f"sqlite+aiosqlite:///{database}"
 {%- endif %}
 {%- if cookiecutter.job_backend == "rq" %}
 
@@ -59,25 +125,6 @@ def redis_url() -> Iterator[str]:
 {%- endif %}
 
 
-def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real alembic command line against the test database."""
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def migrated_database_url(database_url: str) -> str:
-    upgrade = alembic(database_url, "upgrade", "head")
-    assert upgrade.returncode == 0, upgrade.stderr
-    return database_url
-
-
 @pytest.fixture
 def settings(
     migrated_database_url: str,
@@ -85,23 +132,70 @@ def settings(
     redis_url: str,
 {%- endif %}
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
+    """Settings for a test: its own database and files, and short job timings."""
+    # The tasks in tests/tasks.py note their runs here, also in other processes.
+    monkeypatch.setenv("TEST_RUNS_LOG", str(tmp_path / "runs.log"))
     return Settings(
         database_url=migrated_database_url,
 {%- if cookiecutter.job_backend == "rq" %}
         redis_url=redis_url,
+        rq_queue=f"test-{uuid.uuid4().hex}",
 {%- endif %}
         storage_dir=tmp_path / "storage",
         job_shutdown_grace_seconds=1,
+        job_lease_seconds=1,
+        job_poll_seconds=0.05,
+{%- if cookiecutter.job_backend == "aiojobs" %}
+        job_concurrency=10,
+        job_pending_limit=100,
+{%- endif %}
     )
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the app in process, with its lifespan running."""
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan running: database open, job backend started."""
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
-    ):
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
+
+
+@pytest.fixture
+def sessionmaker(app: FastAPI) -> SessionMaker:
+    maker: SessionMaker = app.state.sessionmaker
+    return maker
+{%- if cookiecutter.job_backend == "rq" %}
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Process]:
+    """A real worker process on the test's queue and database."""
+    with start_worker(settings, tmp_path / "worker.log") as worker:
+        worker.wait_until_up()
+        yield worker
+
+
+@pytest.fixture
+def jobs(app: FastAPI, worker: Process) -> JobQueue:
+    """The app's job queue, with a worker running its jobs."""
+    queue: JobQueue = app.state.jobs
+    return queue
+{%- else %}
+
+
+@pytest.fixture
+def jobs(app: FastAPI) -> JobQueue:
+    """The app's job queue; its backend runs the jobs in this process."""
+    queue: JobQueue = app.state.jobs
+    return queue
+{%- endif %}

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
     job_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # A running job's claim; renewed every tenth of it. A job whose process died is run
+    # again once its lease has expired.
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    # How often due retries, left-over and periodic jobs are looked for.
+    job_poll_seconds: float = Field(default=1.0, gt=0)
 {%- if cookiecutter.job_backend == "aiojobs" %}
     job_concurrency: int = Field(default=10, ge=1)
     job_pending_limit: int = Field(default=1000, ge=1)

@@ -1,20 +1,130 @@
-"""The RQ worker: `python -m {{ cookiecutter.project_slug }}.worker` runs queued jobs."""
+"""The RQ worker: `python -m {{ cookiecutter.project_slug }}.worker` runs queued jobs.
 
-from redis import Redis
-from rq import Queue, Worker
+RQ hands the worker job ids and the shared runner does the rest, on one event loop
+that lives as long as the process, with one database engine and one Redis client.
+RQ's default worker forks a process for every job, which would pay for a new loop,
+engine and connections each time; this one runs jobs in its own process instead.
+"""
 
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import uuid
+from collections.abc import Coroutine
+from types import FrameType
+from typing import Any, TypeVar
+
+from rq import SimpleWorker
+
+from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
+from {{ cookiecutter.project_slug }}.jobs.backend import Backend
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller
+from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
-from {{ cookiecutter.project_slug }}.settings import get_settings
+from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Executor:
+    """The worker's async side: an event loop in a thread, running the shared runner,
+    its lease keeper and the poller, which sends due and recovered jobs to Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.backend = Backend(settings)
+        self._engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(self._engine)
+        self.runner = Runner(sessionmaker, settings.job_lease_seconds)
+        self._poller = Poller(sessionmaker, self.backend, settings.job_poll_seconds)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
+        self._services: list[asyncio.Task[None]] = []
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self.backend.start())
+        self._services = self.call(self._start_services())
+
+    async def _start_services(self) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(self.runner.keep_leases()),
+            asyncio.create_task(self._poller.run()),
+        ]
+
+    def run(self, job_id: uuid.UUID) -> None:
+        future = asyncio.run_coroutine_threadsafe(self.runner.run(job_id), self.loop)
+        try:
+            future.result()
+        except concurrent.futures.CancelledError:
+            pass  # interrupted by shutdown: the runner has queued the job again
+        except BaseException:
+            future.cancel()
+            raise
+
+    def cancel_running_after(self, seconds: float) -> None:
+        self.loop.call_soon_threadsafe(self.loop.call_later, seconds, self.runner.cancel_all)
+
+    def stop(self) -> None:
+        self.call(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.backend.redis.close()
+
+    async def _stop(self) -> None:
+        self.runner.cancel_all()
+        for service in self._services:
+            service.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        await self._engine.dispose()
+
+
+_executor: Executor | None = None
+
+
+def run_job(job_id: str) -> None:
+    """What RQ executes for every job."""
+    if _executor is None:
+        raise RuntimeError(f"jobs run in `python -m {__name__}`, not in `rq worker`")
+    _executor.run(uuid.UUID(job_id))
+
+
+class Worker(SimpleWorker):
+    """RQ's non-forking worker, with a grace period on shutdown."""
+
+    grace_seconds = 30.0
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        # Warm shutdown: the current job gets the grace period, then it is cancelled and
+        # queued again. A second signal stops at once; the job is queued again then too.
+        if _executor is not None:
+            _executor.cancel_running_after(self.grace_seconds)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ is untyped here
 
 
 def main() -> None:
+    global _executor
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    redis = Redis.from_url(settings.redis_url)
-    worker = Worker([Queue(settings.rq_queue, connection=redis)], connection=redis)
-    # SIGTERM lets the current job finish; a second one stops it at once.
-    worker.work(logging_level=settings.log_level)
+    _executor = Executor(settings)
+    _executor.start()
+    try:
+        worker = Worker([_executor.backend.queue], connection=_executor.backend.redis)
+        worker.grace_seconds = settings.job_shutdown_grace_seconds
+        worker.work(logging_level=settings.log_level)
+    finally:
+        _executor.stop()
+        _executor = None
 
 
 if __name__ == "__main__":
-    main()
+    # Run main() of the module RQ imports by name, so run_job finds the executor there
+    # and not in this `__main__` copy.
+    from {{ cookiecutter.project_slug }} import worker
+
+    worker.main()

@@ -1,35 +1,61 @@
-"""Runs jobs inside the web process on an aiojobs Scheduler with bounded concurrency."""
+"""Runs jobs inside the web process on an aiojobs Scheduler with bounded concurrency.
 
+Nothing is lost on a crash: the job table holds every job, and the poller picks up
+what a dead process left behind once its lease expires.
+"""
+
+import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+import uuid
+from collections.abc import Collection, Sequence
 
-from aiojobs import Scheduler
+import aiojobs
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
+from {{ cookiecutter.project_slug }}.jobs.runner import Runner
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-
-class BackendFull(Exception):
-    """The pending queue is full: the caller should retry later."""
+# Time an interrupted job gets to give its attempt back when the scheduler closes.
+CLOSE_TIMEOUT_SECONDS = 10.0
 
 
 class Backend:
     name = "aiojobs"
 
-    def __init__(self, concurrency: int, pending_limit: int) -> None:
-        self._concurrency = concurrency
-        self._pending_limit = pending_limit
-        self._scheduler: Scheduler | None = None
+    def __init__(
+        self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
+    ) -> None:
+        self.runner = Runner(sessionmaker, settings.job_lease_seconds)
+        self._poller = Poller(sessionmaker, self, settings.job_poll_seconds, schedules)
+        self._concurrency = settings.job_concurrency
+        self._pending_limit = settings.job_pending_limit
+        self._scheduler: aiojobs.Scheduler | None = None
+        self._jobs: dict[uuid.UUID, aiojobs.Job[None]] = {}
+        # The lease keeper and the poller are not jobs: they must not take a job's slot.
+        self._lease_keeper: asyncio.Task[None] | None = None
+        self._poll_loop: asyncio.Task[None] | None = None
+        self._accepting = False
 
     @property
-    def scheduler(self) -> Scheduler:
+    def scheduler(self) -> aiojobs.Scheduler:
         if self._scheduler is None:
             raise RuntimeError("the job backend is not started")
         return self._scheduler
 
     async def start(self) -> None:
         # Created here, not in __init__: a Scheduler binds to the running event loop.
-        self._scheduler = Scheduler(limit=self._concurrency, pending_limit=self._pending_limit)
+        self._scheduler = aiojobs.Scheduler(
+            limit=self._concurrency,
+            pending_limit=self._pending_limit,
+            close_timeout=CLOSE_TIMEOUT_SECONDS,
+        )
+        self._lease_keeper = asyncio.create_task(self.runner.keep_leases())
+        self._poll_loop = asyncio.create_task(self._poller.run())
+        self._accepting = True
         logger.info(
             "job backend %s started (concurrency %d, pending limit %d)",
             self.name,
@@ -37,19 +63,58 @@ class Backend:
             self._pending_limit,
         )
 
-    async def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        # Scheduler.spawn waits while the pending queue is full; inside a request that
-        # is a hang, so refuse instead and let the caller answer 503.
+    def check_accepting(self) -> None:
+        if not self._accepting:
+            raise JobsUnavailable("the service is shutting down")
         if self.scheduler.pending_count >= self._pending_limit:
-            coroutine.close()
-            raise BackendFull(f"{self.scheduler.pending_count} jobs are already waiting")
-        await self.scheduler.spawn(coroutine)
+            raise JobsUnavailable(f"{self.scheduler.pending_count} jobs are waiting already")
+
+    def in_hand(self) -> Collection[uuid.UUID]:
+        return self._jobs.keys()
+
+    def free_slots(self) -> int:
+        # The poller takes only what can start at once; the pending queue is for requests.
+        return max(0, self._concurrency - len(self._jobs))
+
+    async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
+        for job_id in job_ids:
+            if job_id in self._jobs:
+                continue
+            # Scheduler.spawn waits while the pending queue is full; a request must not
+            # hang on it. The job stays queued in the table and the poller comes back.
+            if self.scheduler.pending_count >= self._pending_limit:
+                return
+            self._jobs[job_id] = await self.scheduler.spawn(self._run(job_id))
+
+    async def _run(self, job_id: uuid.UUID) -> None:
+        try:
+            await self.runner.run(job_id)
+        finally:
+            self._jobs.pop(job_id, None)
+
+    def cancel(self, job_id: uuid.UUID) -> None:
+        self.runner.cancel(job_id)
 
     @property
     def running(self) -> int:
         return self.scheduler.active_count
 
     async def stop(self, grace_seconds: float) -> None:
-        """Let running work finish within the grace period, then cancel the rest."""
+        """Take no new jobs, let running ones finish within the grace, requeue the rest."""
+        self._accepting = False
+        await _cancel(self._poll_loop)
+        # Jobs still waiting for a slot never started: they stay queued in the table.
+        for job in list(self._jobs.values()):
+            if job.pending:
+                await job.close()
+        # Running jobs get the grace; those still running then are cancelled and requeued.
         await self.scheduler.wait_and_close(timeout=grace_seconds)
+        self._jobs.clear()
+        await _cancel(self._lease_keeper)
         logger.info("job backend %s stopped", self.name)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,40 +1,92 @@
-"""Runs jobs as asyncio tasks inside the web process."""
+"""Runs jobs as asyncio tasks inside the web process.
+
+Nothing is lost on a crash: the job table holds every job, and the poller picks up
+what a dead process left behind once its lease expires.
+"""
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+import uuid
+from collections.abc import Collection, Sequence
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
+from {{ cookiecutter.project_slug }}.jobs.runner import Runner
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# The poller tops the jobs in hand up to this many; requests are not held to it.
+POLL_BATCH = 100
 
 
 class Backend:
     name = "create_task"
 
-    def __init__(self) -> None:
-        # The event loop keeps only weak references to tasks: without this set a
-        # running job could be garbage-collected mid-flight.
-        self._tasks: set[asyncio.Task[Any]] = set()
+    def __init__(
+        self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
+    ) -> None:
+        self.runner = Runner(sessionmaker, settings.job_lease_seconds)
+        self._poller = Poller(sessionmaker, self, settings.job_poll_seconds, schedules)
+        # The event loop keeps only weak references to tasks: without these a running
+        # job could be garbage-collected mid-flight.
+        self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._lease_keeper: asyncio.Task[None] | None = None
+        self._poll_loop: asyncio.Task[None] | None = None
+        self._accepting = False
 
     async def start(self) -> None:
+        self._lease_keeper = asyncio.create_task(self.runner.keep_leases())
+        self._poll_loop = asyncio.create_task(self._poller.run())
+        self._accepting = True
         logger.info("job backend %s started", self.name)
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def check_accepting(self) -> None:
+        if not self._accepting:
+            raise JobsUnavailable("the service is shutting down")
+
+    def in_hand(self) -> Collection[uuid.UUID]:
+        return self._jobs.keys()
+
+    def free_slots(self) -> int:
+        return max(0, POLL_BATCH - len(self._jobs))
+
+    async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
+        for job_id in job_ids:
+            if job_id not in self._jobs:
+                self._spawn(job_id)
+
+    def _spawn(self, job_id: uuid.UUID) -> None:
+        task = asyncio.create_task(self.runner.run(job_id))
+        self._jobs[job_id] = task
+        task.add_done_callback(lambda _: self._jobs.pop(job_id, None))
+
+    def cancel(self, job_id: uuid.UUID) -> None:
+        self.runner.cancel(job_id)
 
     @property
     def running(self) -> int:
-        return len(self._tasks)
+        return self.runner.running
 
     async def stop(self, grace_seconds: float) -> None:
-        """Let running work finish within the grace period, then cancel the rest."""
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
-            for task in pending:
+        """Take no new jobs, let running ones finish within the grace, requeue the rest."""
+        self._accepting = False
+        await _cancel(self._poll_loop)
+        if self._jobs:
+            _, unfinished = await asyncio.wait(list(self._jobs.values()), timeout=grace_seconds)
+            for task in unfinished:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            if pending:
-                logger.warning("cancelled %d jobs still running after the grace", len(pending))
+            await asyncio.gather(*unfinished, return_exceptions=True)
+            if unfinished:
+                logger.warning(
+                    "%d jobs outlasted the grace; queued for the next start", len(unfinished)
+                )
+        await _cancel(self._lease_keeper)
         logger.info("job backend %s stopped", self.name)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

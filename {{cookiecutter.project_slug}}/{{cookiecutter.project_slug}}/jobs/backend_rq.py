@@ -1,26 +1,109 @@
-"""Hands jobs to RQ through Redis; `python -m {{ cookiecutter.project_slug }}.worker` runs them."""
+"""Hands jobs to RQ through Redis; `python -m {{ cookiecutter.project_slug }}.worker` runs them.
 
+Redis carries only job ids: the job table stays the record of every job, so a job
+that Redis or a worker lost is found there by the worker's poller and sent again.
+"""
+
+import asyncio
 import logging
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from rq import Queue
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQJobStatus
+
+from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# What RQ runs for every job: the worker's way into the shared runner.
+RUN_JOB = "{{ cookiecutter.project_slug }}.worker.run_job"
+# The poller sends at most this many due jobs to Redis at a time.
+POLL_BATCH = 500
+WAITING = {RQJobStatus.QUEUED, RQJobStatus.SCHEDULED, RQJobStatus.DEFERRED}
+FAILED_JOB_TTL_SECONDS = 7 * 24 * 3600
 
 
 class Backend:
     name = "rq"
 
-    def __init__(self, redis_url: str, queue_name: str) -> None:
-        self._redis = Redis.from_url(redis_url)
-        self.queue = Queue(queue_name, connection=self._redis)
+    def __init__(self, settings: Settings) -> None:
+        self.redis = Redis.from_url(settings.redis_url)
+        self.queue = Queue(settings.rq_queue, connection=self.redis)
+        self._lease_seconds = settings.job_lease_seconds
+        self._accepting = False
 
     async def start(self) -> None:
         # Fail at start-up, with the URL's host in the error, rather than at the first job.
-        self._redis.ping()
+        await asyncio.to_thread(self.redis.ping)
+        self._accepting = True
         logger.info("job backend %s started (queue %s)", self.name, self.queue.name)
+
+    def check_accepting(self) -> None:
+        if not self._accepting:
+            raise JobsUnavailable("the service is shutting down")
+
+    def in_hand(self) -> Collection[uuid.UUID]:
+        # Redis holds them: dispatch() skips the jobs already waiting there.
+        return ()
+
+    def free_slots(self) -> int:
+        return POLL_BATCH
+
+    async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
+        # redis-py blocks; a thread keeps a slow Redis from stalling the event loop.
+        await asyncio.to_thread(self._enqueue, [str(job_id) for job_id in job_ids])
+
+    def _enqueue(self, job_ids: list[str]) -> None:
+        known = RQJob.fetch_many(job_ids, connection=self.redis)
+        to_send = [
+            job_id
+            for job_id, rq_job in zip(job_ids, known, strict=True)
+            if not self._on_its_way(rq_job)
+        ]
+        if not to_send:
+            return
+        self.queue.enqueue_many(
+            [
+                Queue.prepare_data(
+                    RUN_JOB,
+                    args=(job_id,),
+                    job_id=job_id,
+                    # The runner enforces each job's own timeout.
+                    timeout=-1,
+                    # Results live in the job table; Redis keeps nothing after success.
+                    result_ttl=0,
+                    failure_ttl=FAILED_JOB_TTL_SECONDS,
+                )
+                for job_id in to_send
+            ]
+        )
+
+    def _on_its_way(self, rq_job: RQJob | None) -> bool:
+        if rq_job is None:
+            return False
+        status = rq_job.get_status(refresh=False)
+        if status in WAITING:
+            return True
+        # The table says queued, yet RQ says started: fine for a moment (the worker is
+        # about to claim it), but after a lease's length the worker has died.
+        started_at = rq_job.started_at
+        if status != RQJobStatus.STARTED or started_at is None:
+            return False
+        if started_at.tzinfo is None:
+            started_at = started_at.replace(tzinfo=UTC)
+        return started_at > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
+
+    def cancel(self, job_id: uuid.UUID) -> None:
+        """Nothing to do here: a waiting job is skipped when a worker finds it cancelled,
+        and the worker running it stops it at its next lease renewal."""
 
     async def stop(self, grace_seconds: float) -> None:
         """The workers own running jobs; the web process only closes its connection."""
-        self._redis.close()
+        self._accepting = False
+        self.redis.close()
         logger.info("job backend %s stopped", self.name)

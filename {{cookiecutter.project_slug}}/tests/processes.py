@@ -1,0 +1,122 @@
+"""The service{% if cookiecutter.job_backend == "rq" %} and its workers{% endif %} as real processes, started the way they run in production."""
+
+import os
+import signal
+{%- if cookiecutter.job_backend != "rq" %}
+import socket
+{%- endif %}
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+{%- if cookiecutter.job_backend == "rq" %}
+
+from redis import Redis
+from rq import Worker
+{%- else %}
+
+import httpx
+{%- endif %}
+
+from {{ cookiecutter.project_slug }}.settings import Settings
+
+PROJECT_ROOT = Path(__file__).parent.parent
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path
+    is_up: Callable[[], bool]
+{%- if cookiecutter.job_backend != "rq" %}
+    # uvicorn re-raises SIGTERM once its shutdown is complete: it then ends "by SIGTERM".
+    sigterm_exit_is_clean: bool = True
+{%- endif %}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_until_up(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_up():
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the process did not come up:\n{self.output()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.popen.wait()
+
+    def terminate(self, timeout: float) -> int:
+        """SIGTERM, then the exit code; fails with the output if it does not exit in time."""
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            code = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"no exit {timeout} s after SIGTERM:\n{self.output()}") from None
+{%- if cookiecutter.job_backend != "rq" %}
+        if code == -signal.SIGTERM and self.sigterm_exit_is_clean:
+            return 0
+{%- endif %}
+        return code
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The settings as the environment variables a process reads them from."""
+    values = {name.upper(): str(value) for name, value in settings.model_dump().items()}
+    return {**os.environ, **values}
+
+
+@contextmanager
+def running(
+    command: list[str], settings: Settings, log: Path, is_up: Callable[[Process], bool]
+) -> Iterator[Process]:
+    """Start the command; kill it on the way out if the test has not stopped it."""
+    with log.open("ab") as log_file:
+        popen = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=environment(settings), stdout=log_file, stderr=log_file
+        )
+    process = Process(popen, log, lambda: is_up(process))
+    try:
+        yield process
+    finally:
+        if popen.poll() is None:
+            process.kill()
+{%- if cookiecutter.job_backend == "rq" %}
+
+
+def start_worker(settings: Settings, log: Path) -> AbstractContextManager[Process]:
+    """`python -m tests.worker` (the worker, with the test tasks) on the settings' queue."""
+
+    def registered(worker: Process) -> bool:
+        with Redis.from_url(settings.redis_url) as redis:
+            return any(w.pid == worker.popen.pid for w in Worker.all(connection=redis))
+
+    return running([sys.executable, "-m", "tests.worker"], settings, log, registered)
+{%- else %}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_web(settings: Settings, log: Path) -> AbstractContextManager[Process]:
+    """`uvicorn` serving the app (with the test tasks) on a free port of 127.0.0.1."""
+    port = free_port()
+
+    def answers(web: Process) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    command = [sys.executable, "-m", "uvicorn", "tests.app:app", "--host", "127.0.0.1"]
+    return running([*command, "--port", str(port)], settings, log, answers)
+{%- endif %}

@@ -1,0 +1,65 @@
+"""Tasks the tests run, each showing one behaviour of the job layer.
+
+They note what they do in the file named by TEST_RUNS_LOG, so a test can see runs
+that happened in another process.
+"""
+
+import asyncio
+import os
+from pathlib import Path
+
+from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, task
+
+
+def note(line: str) -> None:
+    # One short append per line: lines from several processes do not interleave.
+    with Path(os.environ["TEST_RUNS_LOG"]).open("a") as log:
+        log.write(line + "\n")
+
+
+def noted() -> list[str]:
+    path = Path(os.environ["TEST_RUNS_LOG"])
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@task(max_attempts=1)
+async def add(ctx: JobContext, a: int, b: int) -> int:
+    return a + b
+
+
+@task(max_attempts=3, backoff_seconds=0.2)
+async def always_fail(ctx: JobContext, message: str) -> None:
+    note(f"failing {ctx.job_id} {ctx.attempt}")
+    raise RuntimeError(message)
+
+
+@task(timeout_seconds=0.5, max_attempts=1)
+async def overrun(ctx: JobContext, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@task(timeout_seconds=120, max_attempts=1)
+async def nap(ctx: JobContext, seconds: float) -> str:
+    await ctx.progress(0.5, "napping")
+    note(f"napping {ctx.job_id}")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        note(f"stopped {ctx.job_id}")
+        raise
+    return "rested"
+
+
+@task(max_attempts=1)
+async def fail_first_run(ctx: JobContext, key: str) -> str:
+    if f"failed {key}" not in noted():
+        note(f"failed {key}")
+        raise RuntimeError("the first run fails")
+    return "second run"
+
+
+@task(max_attempts=3, timeout_seconds=30)
+async def work(ctx: JobContext, seconds: float) -> dict[str, float]:
+    note(f"run {ctx.job_id} {ctx.attempt} {os.getpid()}")
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}

@@ -1,0 +1,155 @@
+"""Crash and shutdown of real processes mid-run: no job is lost, none is left running,
+and no attempt of a job runs twice.
+{% if cookiecutter.job_backend == "rq" %}
+Three RQ workers run 200 jobs that the test commits to the job table; their pollers send
+them to Redis. The workers are killed mid-run and started again.
+{%- else %}
+Two uvicorn processes run 200 jobs that the test commits to the job table; their
+pollers pick them up. The processes are killed mid-run and started again.
+{%- endif %}
+"""
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from sqlmodel import col, select
+
+from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus
+from {{ cookiecutter.project_slug }}.settings import Settings
+from tests import tasks
+{%- if cookiecutter.job_backend == "rq" %}
+from tests.processes import Process, start_worker
+{%- else %}
+from tests.processes import Process, start_web
+{%- endif %}
+
+JOBS = 200
+{%- if cookiecutter.job_backend == "rq" %}
+EXECUTORS = 3
+# One job at a time per worker: short jobs keep the run to a few seconds.
+JOB_SECONDS = (0.05, 0.06, 0.07, 0.08, 0.09, 0.1)
+{%- else %}
+EXECUTORS = 2
+# Jobs of different lengths finish at different times, so a kill lands mid-run.
+JOB_SECONDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
+{%- endif %}
+
+
+async def _enqueue(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    async with create_sessionmaker(engine)() as session:
+        seconds = [JOB_SECONDS[n % len(JOB_SECONDS)] for n in range(JOBS)]
+        session.add_all(tasks.work.new_job(seconds=s) for s in seconds)
+        await session.commit()
+    await engine.dispose()
+
+
+async def _jobs(settings: Settings) -> list[Job]:
+    engine = create_engine(settings.database_url)
+    async with create_sessionmaker(engine)() as session:
+        jobs = (await session.exec(select(Job).where(col(Job.name) == "work"))).all()
+    await engine.dispose()
+    return list(jobs)
+
+
+def jobs(settings: Settings) -> list[Job]:
+    return asyncio.run(_jobs(settings))
+
+
+def count(settings: Settings) -> Counter[JobStatus]:
+    return Counter(job.status for job in jobs(settings))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.02)
+
+
+@contextmanager
+def executors(settings: Settings, logs: Path, round_: int) -> Iterator[list[Process]]:
+    """Start them all at once, then wait until each is up."""
+    with ExitStack() as stack:
+        started = [
+{%- if cookiecutter.job_backend == "rq" %}
+            stack.enter_context(start_worker(settings, logs / f"worker-{round_}-{n}.log"))
+{%- else %}
+            stack.enter_context(start_web(settings, logs / f"web-{round_}-{n}.log"))
+{%- endif %}
+            for n in range(EXECUTORS)
+        ]
+        for process in started:
+            process.wait_until_up()
+        yield started
+
+
+def mid_run(statuses: Counter[JobStatus]) -> bool:
+    return statuses[JobStatus.SUCCEEDED] >= JOBS // 4 and statuses[JobStatus.RUNNING] > 0
+
+
+def runs() -> Counter[tuple[str, str]]:
+    """How often each (job, attempt) ran, from the tasks' notes."""
+    notes = [line.split() for line in tasks.noted() if line.startswith("run ")]
+    return Counter((job_id, attempt) for _, job_id, attempt, _pid in notes)
+
+
+def test_sigkill_mid_run_loses_no_job_and_runs_no_attempt_twice(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"job_lease_seconds": 2.0})
+    with executors(settings, tmp_path, 1) as first:
+        asyncio.run(_enqueue(settings))
+        wait_until(lambda: mid_run(count(settings)), 60, "a quarter done and more running")
+        for process in first:
+            process.popen.kill()
+    at_kill = count(settings)
+    assert at_kill[JobStatus.RUNNING] > 0, f"the kill should land mid-run: {at_kill}"
+
+    with executors(settings, tmp_path, 2) as second:
+        wait_until(lambda: count(settings)[JobStatus.SUCCEEDED] == JOBS, 90, "all succeeded")
+        for process in second:
+            assert process.terminate(timeout=15) == 0, process.output()
+
+    final = jobs(settings)
+    assert Counter(job.status for job in final) == {JobStatus.SUCCEEDED: JOBS}
+    rerun = sum(job.attempts > 1 for job in final)
+    assert rerun >= at_kill[JobStatus.RUNNING]
+    assert max(runs().values()) == 1, "an attempt of a job ran twice"
+    print(
+        f"SIGKILL: {JOBS} jobs, killed at {at_kill[JobStatus.SUCCEEDED]} succeeded and "
+        f"{at_kill[JobStatus.RUNNING]} running; rerun {rerun}; lost 0"
+    )
+
+
+def test_sigterm_mid_run_finishes_or_requeues_and_a_restart_completes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"job_shutdown_grace_seconds": 0.3})
+    with executors(settings, tmp_path, 1) as first:
+        asyncio.run(_enqueue(settings))
+        wait_until(lambda: count(settings)[JobStatus.SUCCEEDED] >= JOBS // 4, 60, "a quarter done")
+        started = time.monotonic()
+        for process in first:
+            assert process.terminate(timeout=15) == 0, process.output()
+        stop_seconds = time.monotonic() - started
+    at_stop = count(settings)
+    assert at_stop[JobStatus.RUNNING] == 0, f"jobs left running after shutdown: {at_stop}"
+    assert at_stop[JobStatus.QUEUED] > 0, f"the stop should land mid-run: {at_stop}"
+    # An interrupted attempt is given back, not counted.
+    assert all(job.attempts <= 1 for job in jobs(settings))
+
+    with executors(settings, tmp_path, 2) as second:
+        wait_until(lambda: count(settings)[JobStatus.SUCCEEDED] == JOBS, 90, "all succeeded")
+        for process in second:
+            assert process.terminate(timeout=15) == 0, process.output()
+    assert count(settings) == {JobStatus.SUCCEEDED: JOBS}
+    print(
+        f"SIGTERM: {JOBS} jobs, stopped in {stop_seconds:.2f} s at "
+        f"{at_stop[JobStatus.SUCCEEDED]} succeeded, {at_stop[JobStatus.QUEUED]} queued; lost 0"
+    )

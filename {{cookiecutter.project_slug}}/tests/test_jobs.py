@@ -1,0 +1,190 @@
+"""The job contract, the same on every backend: results, retries with backoff, timeouts,
+idempotency, cancellation, retry, recovery after a crash, and periodic jobs."""
+
+import asyncio
+import math
+import time
+import uuid
+from datetime import timedelta
+
+import httpx
+from sqlmodel import col, func, select
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
+from tests import tasks
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+async def submit(jobs: JobQueue, sessionmaker: SessionMaker, job: Job) -> Job:
+    async with sessionmaker() as session:
+        return await jobs.submit(session, job)
+
+
+async def wait_for(
+    jobs: JobQueue, job_id: uuid.UUID, *statuses: JobStatus, within: float = 15
+) -> Job:
+    deadline = time.monotonic() + within
+    while (job := await jobs.get(job_id)).status not in statuses:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"job {job.name} is {job.status} after {within} s, not {statuses}; "
+                f"error: {job.error_type}: {job.error_message}"
+            )
+        await asyncio.sleep(0.02)
+    return job
+
+
+async def wait_for_note(line: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while line not in tasks.noted():
+        assert time.monotonic() < deadline, f"no {line!r} noted within {within} s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_job_succeeds_with_its_result(jobs: JobQueue, sessionmaker: SessionMaker) -> None:
+    job = await submit(jobs, sessionmaker, tasks.add.new_job(a=2, b=3))
+    done = await wait_for(jobs, job.id, *FINISHED)
+    assert done.status == JobStatus.SUCCEEDED
+    assert (done.result, done.attempts, done.progress) == (5, 1, 1.0)
+    assert done.started_at is not None
+    assert done.finished_at is not None
+    assert done.lease_owner is None
+
+
+async def test_a_failing_job_is_retried_with_backoff_then_failed(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    job = await submit(jobs, sessionmaker, tasks.always_fail.new_job(message="disk full"))
+    failed = await wait_for(jobs, job.id, *FINISHED)
+    assert failed.status == JobStatus.FAILED
+    assert failed.attempts == failed.max_attempts == 3
+    assert (failed.error_type, failed.error_message) == ("RuntimeError", "disk full")
+    assert tasks.noted() == [f"failing {job.id} {attempt}" for attempt in (1, 2, 3)]
+    # Backoff 0.2 s doubling, with jitter down to half: at least 0.1 + 0.2 s of waiting.
+    assert failed.finished_at is not None
+    assert failed.finished_at - failed.created_at >= timedelta(seconds=0.3)
+
+
+async def test_a_job_over_its_timeout_is_stopped_and_failed(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    job = await submit(jobs, sessionmaker, tasks.overrun.new_job(seconds=60))
+    failed = await wait_for(jobs, job.id, *FINISHED, within=10)
+    assert failed.status == JobStatus.FAILED
+    assert (failed.error_type, failed.error_message) == ("TimeoutError", "timed out after 0.5 s")
+
+
+async def test_fifty_concurrent_submits_with_one_key_make_one_job(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    key = f"order-{uuid.uuid4()}"
+    submitted = await asyncio.gather(
+        *(
+            submit(jobs, sessionmaker, tasks.add.new_job(idempotency_key=key, a=1, b=1))
+            for _ in range(50)
+        )
+    )
+    assert len({job.id for job in submitted}) == 1
+    async with sessionmaker() as session:
+        count = select(func.count()).select_from(Job).where(Job.idempotency_key == key)
+        assert (await session.exec(count)).one() == 1
+    assert (await wait_for(jobs, submitted[0].id, *FINISHED)).status == JobStatus.SUCCEEDED
+
+
+async def test_a_cancelled_queued_job_never_starts(
+    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+) -> None:
+    job = tasks.add.new_job(a=1, b=1)
+    job.run_after = utcnow() + timedelta(seconds=0.3)
+    job = await submit(jobs, sessionmaker, job)
+    response = await client.post(f"/api/v1/jobs/{job.id}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    await asyncio.sleep(0.8)  # well past the time it was due
+    cancelled = await jobs.get(job.id)
+    assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (
+        JobStatus.CANCELLED,
+        0,
+        None,
+    )
+
+
+async def test_a_cancelled_running_job_stops(
+    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+) -> None:
+    job = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
+    await wait_for_note(f"napping {job.id}")
+    shown = (await client.get(f"/api/v1/jobs/{job.id}")).json()
+    assert (shown["status"], shown["progress"], shown["progress_message"]) == (
+        "running",
+        0.5,
+        "napping",
+    )
+    response = await client.post(f"/api/v1/jobs/{job.id}/cancel")
+    assert response.status_code == 200, response.text
+    await wait_for_note(f"stopped {job.id}")
+    stopped = await jobs.get(job.id)
+    assert stopped.status == JobStatus.CANCELLED
+    assert stopped.finished_at is not None
+
+
+async def test_retry_runs_a_failed_job_again_under_the_same_id(
+    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+) -> None:
+    job = await submit(jobs, sessionmaker, tasks.fail_first_run.new_job(key="retry-test"))
+    assert (await wait_for(jobs, job.id, *FINISHED)).status == JobStatus.FAILED
+    response = await client.post(f"/api/v1/jobs/{job.id}/retry")
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == str(job.id)
+    assert response.json()["error"] is None
+    succeeded = await wait_for(jobs, job.id, *FINISHED)
+    assert (succeeded.status, succeeded.result, succeeded.attempts) == (
+        JobStatus.SUCCEEDED,
+        "second run",
+        1,
+    )
+
+
+async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    # Rows as a killed process leaves them: running, under a lease nobody renews.
+    expired = utcnow() - timedelta(seconds=1)
+    rerun = tasks.add.new_job(a=20, b=22)
+    out_of_attempts = tasks.add.new_job(a=0, b=0)
+    for job, attempts in ((rerun, 1), (out_of_attempts, 2)):
+        job.status, job.attempts, job.max_attempts = JobStatus.RUNNING, attempts, 2
+        job.lease_owner, job.lease_expires_at = "killed-host:1:1", expired
+    async with sessionmaker() as session:
+        session.add_all([rerun, out_of_attempts])
+        await session.commit()
+    succeeded = await wait_for(jobs, rerun.id, *FINISHED)
+    assert (succeeded.status, succeeded.result, succeeded.attempts) == (JobStatus.SUCCEEDED, 42, 2)
+    failed = await wait_for(jobs, out_of_attempts.id, *FINISHED)
+    assert (failed.status, failed.error_type) == (JobStatus.FAILED, "LeaseExpired")
+
+
+async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    schedule = Schedule(tasks.add, every_seconds=0.25, arguments={"a": 1, "b": 2})
+    pollers = [Poller(sessionmaker, jobs.backend, 0.01, [schedule]) for _ in range(3)]
+    started = time.monotonic()
+    loops = [asyncio.create_task(poller.run()) for poller in pollers]
+    await asyncio.sleep(1.2)
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    elapsed = time.monotonic() - started
+    async with sessionmaker() as session:
+        periodic = select(Job).where(col(Job.idempotency_key).startswith("periodic:add:"))
+        enqueued = (await session.exec(periodic)).all()
+    periods = {job.idempotency_key for job in enqueued}
+    assert len(periods) == len(enqueued), "a period was enqueued twice"
+    assert 4 <= len(enqueued) <= math.ceil(elapsed / 0.25) + 1
+    for job in enqueued:
+        assert (await wait_for(jobs, job.id, *FINISHED)).result == 3

@@ -1,0 +1,117 @@
+"""`/api/v1/jobs`: listing, status, and clear 4xx answers for what cannot be done."""
+
+import uuid
+{%- if cookiecutter.job_backend == "aiojobs" %}
+from datetime import timedelta
+{%- endif %}
+
+import httpx
+{%- if cookiecutter.job_backend == "aiojobs" %}
+import pytest
+{%- endif %}
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+{%- if cookiecutter.job_backend == "aiojobs" %}
+from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.main import create_app
+{%- else %}
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+{%- endif %}
+{%- if cookiecutter.job_backend == "aiojobs" %}
+from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
+{%- else %}
+from {{ cookiecutter.project_slug }}.models import JobStatus
+{%- endif %}
+{%- if cookiecutter.job_backend == "aiojobs" %}
+from {{ cookiecutter.project_slug }}.settings import Settings
+{%- endif %}
+from tests import tasks
+from tests.test_jobs import FINISHED, submit, wait_for
+
+
+async def test_jobs_are_listed_newest_first_and_filtered(
+    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+) -> None:
+    added = [await submit(jobs, sessionmaker, tasks.add.new_job(a=n, b=0)) for n in range(3)]
+    failing = await submit(jobs, sessionmaker, tasks.always_fail.new_job(message="no"))
+    for job in [*added, failing]:
+        await wait_for(jobs, job.id, *FINISHED)
+
+    listed = (await client.get("/api/v1/jobs")).json()
+    assert [job["id"] for job in listed] == [str(j.id) for j in reversed([*added, failing])]
+    assert set(listed[0]) == {
+        "id",
+        "name",
+        "status",
+        "attempts",
+        "max_attempts",
+        "progress",
+        "progress_message",
+        "result",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+    }
+    assert listed[0]["error"] == {"type": "RuntimeError", "message": "no"}
+
+    params: dict[str, str | int] = {"name": "add", "limit": 2, "offset": 1}
+    page = (await client.get("/api/v1/jobs", params=params)).json()
+    assert [job["result"] for job in page] == [1, 0]
+    failed = (await client.get("/api/v1/jobs", params={"status": "failed"})).json()
+    assert [job["id"] for job in failed] == [str(failing.id)]
+
+
+async def test_unknown_and_malformed_ids_get_404_and_422(client: httpx.AsyncClient) -> None:
+    for path in ("", "/cancel", "/retry"):
+        method = client.get if path == "" else client.post
+        unknown = await method(f"/api/v1/jobs/{uuid.uuid4()}{path}")
+        assert unknown.status_code == 404, unknown.text
+        assert "no job with id" in unknown.json()["detail"]
+        malformed = await method(f"/api/v1/jobs/not-a-uuid{path}")
+        assert malformed.status_code == 422, malformed.text
+
+
+async def test_bad_list_parameters_get_422(client: httpx.AsyncClient) -> None:
+    for params in ({"status": "lost"}, {"limit": 0}, {"limit": 101}, {"offset": -1}):
+        response = await client.get("/api/v1/jobs", params=params)
+        assert response.status_code == 422, params
+
+
+async def test_finished_jobs_cannot_be_cancelled_and_succeeded_ones_not_retried(
+    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+) -> None:
+    job = await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=1))
+    assert (await wait_for(jobs, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    cancel = await client.post(f"/api/v1/jobs/{job.id}/cancel")
+    assert cancel.status_code == 409
+    assert "succeeded" in cancel.json()["detail"]
+    retry = await client.post(f"/api/v1/jobs/{job.id}/retry")
+    assert retry.status_code == 409
+    assert "only failed or cancelled jobs" in retry.json()["detail"]
+{%- if cookiecutter.job_backend == "aiojobs" %}
+
+
+async def test_a_full_pending_queue_answers_503_instead_of_waiting(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"job_concurrency": 1, "job_pending_limit": 1}))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        jobs: JobQueue = app.state.jobs
+        sessionmaker: SessionMaker = app.state.sessionmaker
+        later = tasks.add.new_job(a=1, b=1)
+        later.run_after = utcnow() + timedelta(minutes=1)
+        later = await submit(jobs, sessionmaker, later)
+        assert (await client.post(f"/api/v1/jobs/{later.id}/cancel")).status_code == 200
+
+        await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))  # runs
+        await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))  # waits for the slot
+        with pytest.raises(JobsUnavailable):
+            await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=1))
+        retry = await client.post(f"/api/v1/jobs/{later.id}/retry")
+        assert retry.status_code == 503
+        assert retry.headers["Retry-After"].isdigit()
+        assert "jobs are waiting already" in retry.json()["detail"]
+{%- endif %}

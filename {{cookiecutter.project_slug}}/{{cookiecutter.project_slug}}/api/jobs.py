@@ -1,0 +1,92 @@
+"""Job status, cancellation and retry: `/api/v1/jobs`."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from {{ cookiecutter.project_slug }}.db import SessionDep
+from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def get_job_queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.jobs
+    return queue
+
+
+JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobPublic(BaseModel):
+    """A job as clients see it: no lease or other bookkeeping."""
+
+    id: uuid.UUID
+    name: str
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    progress: float
+    progress_message: str | None
+    result: Any
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> "JobPublic":
+        error = None
+        if job.error_type is not None:
+            error = JobError(type=job.error_type, message=job.error_message or "")
+        return cls(error=error, **job.model_dump(include=set(cls.model_fields) - {"error"}))
+
+
+@router.get("")
+async def list_jobs(
+    session: SessionDep,
+    status: JobStatus | None = None,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobPublic]:
+    """Jobs, newest first, optionally of one status and one task name."""
+    jobs = await store.page(session, status=status, name=name, limit=limit, offset=offset)
+    return [JobPublic.of(job) for job in jobs]
+
+
+@router.get("/{job_id}", responses={404: {"description": "No job with this id"}})
+async def get_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
+    return JobPublic.of(await jobs.get(job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    responses={404: {"description": "No job with this id"}, 409: {"description": "Finished"}},
+)
+async def cancel_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
+    """Cancel a queued job, or stop a running one (within a few seconds)."""
+    return JobPublic.of(await jobs.cancel(job_id))
+
+
+@router.post(
+    "/{job_id}/retry",
+    responses={
+        404: {"description": "No job with this id"},
+        409: {"description": "Not failed or cancelled"},
+        503: {"description": "Not taking jobs now"},
+    },
+)
+async def retry_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
+    """Run a failed or cancelled job again: same id, attempts counted from zero."""
+    return JobPublic.of(await jobs.retry(job_id))

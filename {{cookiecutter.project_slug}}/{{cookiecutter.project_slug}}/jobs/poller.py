@@ -1,0 +1,97 @@
+"""Finds work that no request handed over: retries coming due, jobs left queued by a
+restart, jobs whose executor died, and periodic jobs. It runs beside every executor,
+and several pollers at once are safe: each change it makes is one atomic UPDATE or
+an insert under a unique key."""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs.registry import Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Enqueue `task` once every `every_seconds`, however many processes poll."""
+
+    task: Task
+    every_seconds: float
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+class Dispatcher(Protocol):
+    def in_hand(self) -> Collection[uuid.UUID]:
+        """Jobs this executor already holds, waiting or running."""
+
+    def free_slots(self) -> int:
+        """How many more jobs this executor will take now."""
+
+    async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Start these due jobs, or queue them to be started."""
+
+
+class Poller:
+    def __init__(
+        self,
+        sessionmaker: SessionMaker,
+        dispatcher: Dispatcher,
+        interval_seconds: float,
+        schedules: Sequence[Schedule] = (),
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._dispatcher = dispatcher
+        self._interval_seconds = interval_seconds
+        self._schedules = schedules
+        self._enqueued_periods: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Poll now and then every interval, for the executor's lifetime."""
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:
+                logger.exception("polling for due jobs failed; trying again")
+            await asyncio.sleep(self._interval_seconds)
+
+    async def poll_once(self) -> None:
+        async with self._sessionmaker() as session:
+            requeued, failed = await store.recover_expired_leases(session)
+            if requeued or failed:
+                logger.warning(
+                    "found %d jobs whose process stopped mid-run: %d queued again, "
+                    "%d failed (out of attempts)",
+                    requeued + failed,
+                    requeued,
+                    failed,
+                )
+            for schedule in self._schedules:
+                await self._enqueue_periodic(schedule)
+            slots = self._dispatcher.free_slots()
+            if slots <= 0:
+                return
+            due = await store.due_job_ids(session, slots, self._dispatcher.in_hand())
+        if due:
+            await self._dispatcher.dispatch(due)
+
+    async def _enqueue_periodic(self, schedule: Schedule) -> None:
+        period = int(time.time() // schedule.every_seconds)
+        name = schedule.task.name
+        if self._enqueued_periods.get(name) == period:
+            return
+        # One key per task and period: whichever process inserts it first wins.
+        key = f"periodic:{name}:{schedule.every_seconds:g}s:{period}"
+        async with self._sessionmaker() as session:
+            if await store.find_by_key(session, key) is None:
+                job = schedule.task.new_job(idempotency_key=key, **schedule.arguments)
+                _, created = await store.add_unless_duplicate(session, job)
+                if created:
+                    logger.info("enqueued periodic job %s %s", name, job.id)
+        self._enqueued_periods[name] = period

@@ -1,0 +1,84 @@
+"""What the rest of the service calls: submit, cancel and retry jobs.
+
+    job = process_document.new_job(document_id=str(document.id))
+    document.job_id = job.id
+    session.add(document)
+    job = await jobs.submit(session, job)  # one transaction for both rows
+
+Routes never talk to the backend directly.
+"""
+
+import logging
+import uuid
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs.backend import Backend
+from {{ cookiecutter.project_slug }}.jobs.errors import JobNotFound, JobStateConflict
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+class JobQueue:
+    def __init__(self, sessionmaker: SessionMaker, backend: Backend) -> None:
+        self._sessionmaker = sessionmaker
+        self.backend = backend
+
+    async def submit(self, session: AsyncSession, job: Job) -> Job:
+        """Commit `job` together with whatever else `session` holds, then start it.
+
+        If its idempotency key is taken, nothing of the session is written and the job
+        that holds the key is returned instead, also when requests race for it.
+        """
+        if job.idempotency_key is not None:
+            existing = await store.find_by_key(session, job.idempotency_key)
+            if existing is not None:
+                return existing
+        self.backend.check_accepting()
+        job, created = await store.add_unless_duplicate(session, job)
+        if created:
+            await self._dispatch(job.id)
+        return job
+
+    async def get(self, job_id: uuid.UUID) -> Job:
+        async with self._sessionmaker() as session:
+            job = await store.get(session, job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return job
+
+    async def cancel(self, job_id: uuid.UUID) -> Job:
+        """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
+        async with self._sessionmaker() as session:
+            cancelled = await store.cancel(session, job_id)
+        job = await self.get(job_id)
+        if cancelled:
+            self.backend.cancel(job_id)
+        elif job.status != JobStatus.CANCELLED:
+            raise JobStateConflict(
+                f"job {job_id} is {job.status}; only queued or running jobs can be cancelled"
+            )
+        return job
+
+    async def retry(self, job_id: uuid.UUID) -> Job:
+        """Run a failed or cancelled job again: same id, attempts counted from zero."""
+        self.backend.check_accepting()
+        async with self._sessionmaker() as session:
+            retried = await store.retry(session, job_id)
+        job = await self.get(job_id)
+        if not retried:
+            raise JobStateConflict(
+                f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried"
+            )
+        await self._dispatch(job_id)
+        return job
+
+    async def _dispatch(self, job_id: uuid.UUID) -> None:
+        try:
+            await self.backend.dispatch([job_id])
+        except Exception:
+            # The job is committed as queued: the poller starts it once the backend answers.
+            logger.exception("job %s is stored but could not be started yet", job_id)

@@ -1,0 +1,94 @@
+"""Tasks: plain `async def` functions registered by name, with their defaults.
+
+    @task(timeout_seconds=60, max_attempts=5)
+    async def send_welcome(ctx: JobContext, user_id: str) -> dict[str, str]:
+        ...
+
+A task's arguments and result are JSON. It may run more than once (a retry, or a rerun
+after its executor died), so it must be idempotent: check before doing, write with keys.
+"""
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }}.models import Job
+
+ProgressReporter = Callable[[float, str | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a running task is given besides its arguments."""
+
+    job_id: uuid.UUID
+    attempt: int
+    # The task's own session: commit what the task writes; it is closed after the task.
+    session: AsyncSession
+    _report_progress: ProgressReporter
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Record how far the job is (0..1); cheap to call often, written at most once a second."""
+        await self._report_progress(min(max(fraction, 0.0), 1.0), message)
+
+
+TaskFunction = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    function: TaskFunction
+    timeout_seconds: float
+    max_attempts: int
+    # The first retry waits about this long; each further one waits twice as long.
+    backoff_seconds: float
+    max_backoff_seconds: float
+
+    def new_job(self, *, idempotency_key: str | None = None, **arguments: Any) -> Job:
+        """A queued job row for this task; add it to a session and submit it."""
+        try:
+            json.dumps(arguments)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"arguments of task {self.name!r} must be JSON: {error}") from error
+        return Job(
+            name=self.name,
+            arguments=arguments,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.max_attempts,
+            idempotency_key=idempotency_key,
+        )
+
+
+TASKS: dict[str, Task] = {}
+
+
+def task(
+    *,
+    name: str | None = None,
+    timeout_seconds: float = 300.0,
+    max_attempts: int = 3,
+    backoff_seconds: float = 2.0,
+    max_backoff_seconds: float = 600.0,
+) -> Callable[[TaskFunction], Task]:
+    """Register an `async def` as a task under its function name (or `name`)."""
+
+    def register(function: TaskFunction) -> Task:
+        registered = Task(
+            name=name or function.__name__,
+            function=function,
+            timeout_seconds=timeout_seconds,
+            max_attempts=max_attempts,
+            backoff_seconds=backoff_seconds,
+            max_backoff_seconds=max_backoff_seconds,
+        )
+        if registered.name in TASKS:
+            raise ValueError(f"a task named {registered.name!r} is already registered")
+        TASKS[registered.name] = registered
+        return registered
+
+    return register

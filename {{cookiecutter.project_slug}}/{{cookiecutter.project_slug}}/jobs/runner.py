@@ -1,0 +1,164 @@
+"""The one runner that executes every job.
+
+The backend only decides where `Runner.run(job_id)` is awaited: {% if cookiecutter.job_backend == "create_task" %}in an asyncio task{% elif cookiecutter.job_backend == "aiojobs" %}in an aiojobs job{% else %}in an RQ worker{% endif %}.
+Claiming, leases, timeouts, retries with backoff, cancellation and the recording of
+results are all here, once.
+"""
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from typing import Any
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs.registry import TASKS, JobContext, ProgressReporter, Task
+from {{ cookiecutter.project_slug }}.models import Job
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_WRITE_INTERVAL_SECONDS = 1.0
+
+
+class UnknownTask(Exception):
+    """The job names a task this process has not registered."""
+
+
+def retry_delay(task: Task, attempt: int) -> float:
+    """Exponential backoff with jitter: retries of many failed jobs spread out."""
+    ceiling = min(task.max_backoff_seconds, task.backoff_seconds * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+class Runner:
+    def __init__(self, sessionmaker: SessionMaker, lease_seconds: float) -> None:
+        self._sessionmaker = sessionmaker
+        self._lease_seconds = lease_seconds
+        # Each claim gets its own lease name, so a stale executor of an earlier attempt
+        # can never write over a later one.
+        self._owner = f"{socket.gethostname()[:60]}:{os.getpid()}"
+        self._claims = itertools.count(1)
+        self._running: dict[uuid.UUID, tuple[str, asyncio.Task[Any]]] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Stop the job if this process runs it; the runner records what happened."""
+        if job_id not in self._running:
+            return False
+        self._running[job_id][1].cancel()
+        return True
+
+    def cancel_all(self) -> None:
+        for _, running in self._running.values():
+            running.cancel()
+
+    async def run(self, job_id: uuid.UUID) -> None:
+        """Run one attempt of the job, if it is due and nobody else has it."""
+        lease = f"{self._owner}:{next(self._claims)}"
+        async with self._sessionmaker() as session:
+            job = await store.claim(session, job_id, lease, self._lease_seconds)
+        if job is None:
+            return
+        current = asyncio.current_task()
+        assert current is not None  # run() is always awaited inside a task
+        self._running[job_id] = (lease, current)
+        try:
+            await self._attempt(job, lease)
+        except asyncio.CancelledError:
+            # Shutdown, or the job was cancelled or lost its lease: give the attempt back.
+            # The update matches nothing unless the job is still ours and running.
+            async with self._sessionmaker() as session:
+                if await store.release(session, job_id, lease):
+                    logger.info("job %s %s interrupted; queued again", job.name, job_id)
+            raise
+        finally:
+            del self._running[job_id]
+
+    async def _attempt(self, job: Job, lease: str) -> None:
+        started = time.monotonic()
+        task = TASKS.get(job.name)
+        deadline = asyncio.timeout(job.timeout_seconds)
+        try:
+            if task is None:
+                raise UnknownTask(f"no task named {job.name!r} is registered in this process")
+            async with self._sessionmaker() as task_session:
+                context = JobContext(
+                    job_id=job.id,
+                    attempt=job.attempts,
+                    session=task_session,
+                    _report_progress=self._progress_reporter(job.id, lease),
+                )
+                async with deadline:
+                    result = await task.function(context, **job.arguments)
+            json.dumps(result)  # refuse a result the job table cannot hold, as a failure
+        except Exception as error:
+            failure = error
+            if deadline.expired():
+                failure = TimeoutError(f"timed out after {job.timeout_seconds:g} s")
+            delay = None
+            if task is not None and job.attempts < job.max_attempts:
+                delay = retry_delay(task, job.attempts)
+            async with self._sessionmaker() as session:
+                await store.record_failure(session, job.id, lease, failure, delay)
+            logger.warning(
+                "job %s %s attempt %d/%d failed: %s: %s; %s",
+                job.name,
+                job.id,
+                job.attempts,
+                job.max_attempts,
+                type(failure).__name__,
+                failure,
+                "no attempts left" if delay is None else f"retrying in {delay:.1f} s",
+                exc_info=failure is error and not isinstance(error, UnknownTask),
+            )
+            return
+        async with self._sessionmaker() as session:
+            recorded = await store.record_success(session, job.id, lease, result)
+        if recorded:
+            logger.info(
+                "job %s %s succeeded in %.3f s", job.name, job.id, time.monotonic() - started
+            )
+
+    def _progress_reporter(self, job_id: uuid.UUID, lease: str) -> ProgressReporter:
+        last_write = 0.0
+
+        async def report(fraction: float, message: str | None) -> None:
+            nonlocal last_write
+            now = time.monotonic()
+            if fraction < 1.0 and now - last_write < PROGRESS_WRITE_INTERVAL_SECONDS:
+                return
+            last_write = now
+            async with self._sessionmaker() as session:
+                await store.record_progress(session, job_id, lease, fraction, message)
+
+        return report
+
+    async def keep_leases(self) -> None:
+        """Renew the leases of running jobs; stop those cancelled or lost meanwhile.
+
+        Runs for the executor's lifetime. A lease lasts `lease_seconds` and is renewed
+        ten times as often, so a few missed renewals do not cost a job.
+        """
+        while True:
+            await asyncio.sleep(self._lease_seconds / 10)
+            leases = {lease: job_id for job_id, (lease, _) in self._running.items()}
+            if not leases:
+                continue
+            try:
+                async with self._sessionmaker() as session:
+                    lost = await store.renew_leases(session, leases.keys(), self._lease_seconds)
+            except Exception:
+                logger.exception("renewing job leases failed; trying again")
+                continue
+            for lease in lost:
+                logger.info("job %s was cancelled or lost its lease; stopping it", leases[lease])
+                self.cancel(leases[lease])

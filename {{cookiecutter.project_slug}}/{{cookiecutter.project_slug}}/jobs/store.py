@@ -1,0 +1,269 @@
+"""Every change of a job's state, as one atomic UPDATE.
+
+Each UPDATE names the state it expects in its WHERE clause, so when two processes race
+for the same job exactly one of them changes it; the other sees a row count of 0.
+Updates made by an executor also name its lease, so an executor that lost its lease
+(the job was cancelled, or rerun elsewhere after the lease expired) changes nothing.
+"""
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
+
+ERROR_MESSAGE_LIMIT = 2000
+
+
+async def get(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    statement = select(Job).where(col(Job.id) == job_id).execution_options(populate_existing=True)
+    return (await session.exec(statement)).first()
+
+
+async def find_by_key(session: AsyncSession, idempotency_key: str) -> Job | None:
+    return (await session.exec(select(Job).where(Job.idempotency_key == idempotency_key))).first()
+
+
+async def add_unless_duplicate(session: AsyncSession, job: Job) -> tuple[Job, bool]:
+    """Commit the job (with whatever else the session holds); on a duplicate idempotency
+    key roll all of it back and return the job that holds the key, and False."""
+    session.add(job)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        existing = await find_by_key(session, job.idempotency_key) if job.idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    return job, True
+
+
+async def claim(
+    session: AsyncSession, job_id: uuid.UUID, lease: str, lease_seconds: float
+) -> Job | None:
+    """Start the next attempt of a due queued job under `lease`; None if it is not
+    claimable (not due, taken by another executor, finished or cancelled)."""
+    now = utcnow()
+    claimed = await session.exec(
+        update(Job)
+        .where(
+            col(Job.id) == job_id,
+            col(Job.status) == JobStatus.QUEUED,
+            col(Job.run_after) <= now,
+        )
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=col(Job.attempts) + 1,
+            lease_owner=lease,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=now,
+        )
+    )
+    if claimed.rowcount != 1:
+        await session.rollback()
+        return None
+    job = await get(session, job_id)
+    await session.commit()
+    return job
+
+
+def _held(job_id: uuid.UUID, lease: str) -> Any:
+    return (
+        (col(Job.id) == job_id)
+        & (col(Job.lease_owner) == lease)
+        & (col(Job.status) == JobStatus.RUNNING)
+    )
+
+
+async def _update_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
+    changed = await session.exec(update(Job).where(_held(job_id, lease)).values(**values))
+    await session.commit()
+    return changed.rowcount == 1
+
+
+async def renew_leases(
+    session: AsyncSession, leases: Collection[str], lease_seconds: float
+) -> set[str]:
+    """Extend the leases still held; return those that are not (cancelled or lost)."""
+    held = col(Job.lease_owner).in_(leases) & (col(Job.status) == JobStatus.RUNNING)
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    await session.exec(update(Job).where(held).values(lease_expires_at=expires))
+    still_held = set((await session.exec(select(Job.lease_owner).where(held))).all())
+    await session.commit()
+    return set(leases) - still_held
+
+
+async def record_progress(
+    session: AsyncSession, job_id: uuid.UUID, lease: str, fraction: float, message: str | None
+) -> None:
+    await _update_held(session, job_id, lease, progress=fraction, progress_message=message)
+
+
+async def record_success(session: AsyncSession, job_id: uuid.UUID, lease: str, result: Any) -> bool:
+    return await _update_held(
+        session,
+        job_id,
+        lease,
+        status=JobStatus.SUCCEEDED,
+        result=result,
+        progress=1.0,
+        error_type=None,
+        error_message=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=utcnow(),
+    )
+
+
+async def record_failure(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    lease: str,
+    error: BaseException,
+    retry_in_seconds: float | None,
+) -> bool:
+    """Queue the next attempt after `retry_in_seconds`, or fail the job when it is None."""
+    now = utcnow()
+    error_values: dict[str, Any] = {
+        "error_type": type(error).__name__,
+        "error_message": (str(error) or repr(error))[:ERROR_MESSAGE_LIMIT],
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if retry_in_seconds is None:
+        return await _update_held(
+            session, job_id, lease, status=JobStatus.FAILED, finished_at=now, **error_values
+        )
+    return await _update_held(
+        session,
+        job_id,
+        lease,
+        status=JobStatus.QUEUED,
+        run_after=now + timedelta(seconds=retry_in_seconds),
+        **error_values,
+    )
+
+
+async def release(session: AsyncSession, job_id: uuid.UUID, lease: str) -> bool:
+    """Give an interrupted attempt back (shutdown): queued again, the attempt not counted."""
+    return await _update_held(
+        session,
+        job_id,
+        lease,
+        status=JobStatus.QUEUED,
+        attempts=col(Job.attempts) - 1,
+        run_after=utcnow(),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+
+
+async def recover_expired_leases(session: AsyncSession) -> tuple[int, int]:
+    """Requeue running jobs whose executor stopped renewing its lease (it crashed or was
+    killed), or fail them when that was their last attempt. Returns (requeued, failed)."""
+    now = utcnow()
+    expired = (col(Job.status) == JobStatus.RUNNING) & (col(Job.lease_expires_at) < now)
+    # Each statement states its own attempts condition: a lease that expires between
+    # the two (each sees newly committed rows) is then handled right by either.
+    failed = await session.exec(
+        update(Job)
+        .where(expired & (col(Job.attempts) >= col(Job.max_attempts)))
+        .values(
+            status=JobStatus.FAILED,
+            error_type="LeaseExpired",
+            error_message="the process running the job stopped during its last attempt",
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+        )
+    )
+    requeued = await session.exec(
+        update(Job)
+        .where(expired & (col(Job.attempts) < col(Job.max_attempts)))
+        .values(status=JobStatus.QUEUED, run_after=now, lease_owner=None, lease_expires_at=None)
+    )
+    await session.commit()
+    return requeued.rowcount, failed.rowcount
+
+
+async def due_job_ids(
+    session: AsyncSession, limit: int, skip: Collection[uuid.UUID] = ()
+) -> list[uuid.UUID]:
+    """Ids of queued jobs that are due, oldest first, leaving out those in `skip`."""
+    statement = (
+        select(Job.id)
+        .where(col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= utcnow())
+        .order_by(col(Job.run_after))
+        .limit(limit + len(skip))
+    )
+    ids = (await session.exec(statement)).all()
+    await session.commit()
+    return [job_id for job_id in ids if job_id not in skip][:limit]
+
+
+async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Cancel a queued or running job; a running one stops when its executor notices."""
+    cancelled = await session.exec(
+        update(Job)
+        .where(
+            col(Job.id) == job_id,
+            col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        .values(
+            status=JobStatus.CANCELLED,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=utcnow(),
+        )
+    )
+    await session.commit()
+    return cancelled.rowcount == 1
+
+
+async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Queue a failed or cancelled job again, same id, with its attempts starting over."""
+    retried = await session.exec(
+        update(Job)
+        .where(
+            col(Job.id) == job_id,
+            col(Job.status).in_([JobStatus.FAILED, JobStatus.CANCELLED]),
+        )
+        .values(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            run_after=utcnow(),
+            result=None,
+            error_type=None,
+            error_message=None,
+            progress=0.0,
+            progress_message=None,
+            started_at=None,
+            finished_at=None,
+        )
+    )
+    await session.commit()
+    return retried.rowcount == 1
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    status: JobStatus | None,
+    name: str | None,
+    limit: int,
+    offset: int,
+) -> Sequence[Job]:
+    """Jobs newest first, optionally of one status and one task name."""
+    statement = select(Job)
+    if status is not None:
+        statement = statement.where(col(Job.status) == status)
+    if name is not None:
+        statement = statement.where(col(Job.name) == name)
+    statement = statement.order_by(col(Job.created_at).desc(), col(Job.id)).offset(offset)
+    return (await session.exec(statement.limit(limit))).all()
