@@ -145,7 +145,7 @@ def settings(
 {%- endif %}
         storage_dir=tmp_path / "storage",
         job_shutdown_grace_seconds=1,
-        job_lease_seconds=1,
+        job_lease_seconds=2,
         job_poll_seconds=0.05,
 {%- if cookiecutter.job_backend == "aiojobs" %}
         job_concurrency=10,

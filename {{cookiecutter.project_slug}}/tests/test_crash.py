@@ -102,7 +102,6 @@ def runs() -> Counter[tuple[str, str]]:
 def test_sigkill_mid_run_loses_no_job_and_runs_no_attempt_twice(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"job_lease_seconds": 2.0})
     with executors(settings, tmp_path, 1) as first:
         asyncio.run(_enqueue(settings))
         wait_until(lambda: mid_run(count(settings)), 60, "a quarter done and more running")
@@ -130,7 +129,9 @@ def test_sigkill_mid_run_loses_no_job_and_runs_no_attempt_twice(
 def test_sigterm_mid_run_finishes_or_requeues_and_a_restart_completes(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"job_shutdown_grace_seconds": 0.3})
+    # A lease long enough not to expire here: this test is about shutdown, not crashes.
+    update = {"job_shutdown_grace_seconds": 0.3, "job_lease_seconds": 10.0}
+    settings = settings.model_copy(update=update)
     with executors(settings, tmp_path, 1) as first:
         asyncio.run(_enqueue(settings))
         wait_until(lambda: count(settings)[JobStatus.SUCCEEDED] >= JOBS // 4, 60, "a quarter done")

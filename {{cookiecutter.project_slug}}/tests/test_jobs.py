@@ -176,9 +176,9 @@ async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
     started = time.monotonic()
     loops = [asyncio.create_task(poller.run()) for poller in pollers]
     await asyncio.sleep(1.2)
-    for loop in loops:
-        loop.cancel()
-    await asyncio.gather(*loops, return_exceptions=True)
+    for poller in pollers:
+        poller.stop()
+    await asyncio.gather(*loops)
     elapsed = time.monotonic() - started
     async with sessionmaker() as session:
         periodic = select(Job).where(col(Job.idempotency_key).startswith("periodic:add:"))

@@ -8,6 +8,7 @@ engine and connections each time; this one runs jobs in its own process instead.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import uuid
@@ -59,16 +60,13 @@ class Executor:
 
     def run(self, job_id: uuid.UUID) -> None:
         future = asyncio.run_coroutine_threadsafe(self.runner.run(job_id), self.loop)
-        try:
+        # Cancelled means stopped by shutdown: the runner has queued the job again.
+        with contextlib.suppress(concurrent.futures.CancelledError):
             future.result()
-        except concurrent.futures.CancelledError:
-            pass  # interrupted by shutdown: the runner has queued the job again
-        except BaseException:
-            future.cancel()
-            raise
 
-    def cancel_running_after(self, seconds: float) -> None:
-        self.loop.call_soon_threadsafe(self.loop.call_later, seconds, self.runner.cancel_all)
+    def stop_running_jobs(self, grace_seconds: float) -> None:
+        """Give the running job the grace, then queue it again; returns at once."""
+        asyncio.run_coroutine_threadsafe(self.runner.stop(grace_seconds), self.loop)
 
     def stop(self) -> None:
         self.call(self._stop())
@@ -77,10 +75,9 @@ class Executor:
         self.backend.redis.close()
 
     async def _stop(self) -> None:
-        self.runner.cancel_all()
-        for service in self._services:
-            service.cancel()
-        await asyncio.gather(*self._services, return_exceptions=True)
+        self._poller.stop()
+        await self.runner.stop(grace_seconds=0)
+        await asyncio.gather(*self._services)
         await self._engine.dispose()
 
 
@@ -103,7 +100,7 @@ class Worker(SimpleWorker):
         # Warm shutdown: the current job gets the grace period, then it is cancelled and
         # queued again. A second signal stops at once; the job is queued again then too.
         if _executor is not None:
-            _executor.cancel_running_after(self.grace_seconds)
+            _executor.stop_running_jobs(self.grace_seconds)
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ is untyped here
 
 

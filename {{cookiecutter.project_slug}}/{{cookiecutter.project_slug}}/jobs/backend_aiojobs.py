@@ -19,9 +19,6 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Time an interrupted job gets to give its attempt back when the scheduler closes.
-CLOSE_TIMEOUT_SECONDS = 10.0
-
 
 class Backend:
     name = "aiojobs"
@@ -36,8 +33,7 @@ class Backend:
         self._scheduler: aiojobs.Scheduler | None = None
         self._jobs: dict[uuid.UUID, aiojobs.Job[None]] = {}
         # The lease keeper and the poller are not jobs: they must not take a job's slot.
-        self._lease_keeper: asyncio.Task[None] | None = None
-        self._poll_loop: asyncio.Task[None] | None = None
+        self._services: list[asyncio.Task[None]] = []
         self._accepting = False
 
     @property
@@ -49,12 +45,12 @@ class Backend:
     async def start(self) -> None:
         # Created here, not in __init__: a Scheduler binds to the running event loop.
         self._scheduler = aiojobs.Scheduler(
-            limit=self._concurrency,
-            pending_limit=self._pending_limit,
-            close_timeout=CLOSE_TIMEOUT_SECONDS,
+            limit=self._concurrency, pending_limit=self._pending_limit
         )
-        self._lease_keeper = asyncio.create_task(self.runner.keep_leases())
-        self._poll_loop = asyncio.create_task(self._poller.run())
+        self._services = [
+            asyncio.create_task(self.runner.keep_leases()),
+            asyncio.create_task(self._poller.run()),
+        ]
         self._accepting = True
         logger.info(
             "job backend %s started (concurrency %d, pending limit %d)",
@@ -102,19 +98,13 @@ class Backend:
     async def stop(self, grace_seconds: float) -> None:
         """Take no new jobs, let running ones finish within the grace, requeue the rest."""
         self._accepting = False
-        await _cancel(self._poll_loop)
+        self._poller.stop()
         # Jobs still waiting for a slot never started: they stay queued in the table.
         for job in list(self._jobs.values()):
             if job.pending:
                 await job.close()
-        # Running jobs get the grace; those still running then are cancelled and requeued.
-        await self.scheduler.wait_and_close(timeout=grace_seconds)
+        await self.runner.stop(grace_seconds)
+        await self.scheduler.close()
         self._jobs.clear()
-        await _cancel(self._lease_keeper)
+        await asyncio.gather(*self._services)
         logger.info("job backend %s stopped", self.name)
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

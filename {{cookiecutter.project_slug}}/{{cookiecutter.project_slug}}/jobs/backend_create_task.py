@@ -32,13 +32,14 @@ class Backend:
         # The event loop keeps only weak references to tasks: without these a running
         # job could be garbage-collected mid-flight.
         self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._lease_keeper: asyncio.Task[None] | None = None
-        self._poll_loop: asyncio.Task[None] | None = None
+        self._services: list[asyncio.Task[None]] = []
         self._accepting = False
 
     async def start(self) -> None:
-        self._lease_keeper = asyncio.create_task(self.runner.keep_leases())
-        self._poll_loop = asyncio.create_task(self._poller.run())
+        self._services = [
+            asyncio.create_task(self.runner.keep_leases()),
+            asyncio.create_task(self._poller.run()),
+        ]
         self._accepting = True
         logger.info("job backend %s started", self.name)
 
@@ -72,21 +73,9 @@ class Backend:
     async def stop(self, grace_seconds: float) -> None:
         """Take no new jobs, let running ones finish within the grace, requeue the rest."""
         self._accepting = False
-        await _cancel(self._poll_loop)
-        if self._jobs:
-            _, unfinished = await asyncio.wait(list(self._jobs.values()), timeout=grace_seconds)
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*unfinished, return_exceptions=True)
-            if unfinished:
-                logger.warning(
-                    "%d jobs outlasted the grace; queued for the next start", len(unfinished)
-                )
-        await _cancel(self._lease_keeper)
+        self._poller.stop()
+        await self.runner.stop(grace_seconds)
+        # Tasks that had not started their job return at once: it stays queued.
+        await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+        await asyncio.gather(*self._services)
         logger.info("job backend %s stopped", self.name)
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

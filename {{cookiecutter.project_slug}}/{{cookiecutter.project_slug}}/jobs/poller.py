@@ -4,6 +4,7 @@ and several pollers at once are safe: each change it makes is one atomic UPDATE 
 an insert under a unique key."""
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -51,15 +52,21 @@ class Poller:
         self._interval_seconds = interval_seconds
         self._schedules = schedules
         self._enqueued_periods: dict[str, int] = {}
+        self._stopped = asyncio.Event()
 
     async def run(self) -> None:
-        """Poll now and then every interval, for the executor's lifetime."""
-        while True:
+        """Poll now and then every interval, until stop()."""
+        while not self._stopped.is_set():
             try:
                 await self.poll_once()
             except Exception:
                 logger.exception("polling for due jobs failed; trying again")
-            await asyncio.sleep(self._interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._interval_seconds)
+
+    def stop(self) -> None:
+        """End run() after the poll in progress, if any: never halfway through a write."""
+        self._stopped.set()
 
     async def poll_once(self) -> None:
         async with self._sessionmaker() as session:

@@ -6,6 +6,7 @@ results are all here, once.
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -44,44 +45,67 @@ class Runner:
         # can never write over a later one.
         self._owner = f"{socket.gethostname()[:60]}:{os.getpid()}"
         self._claims = itertools.count(1)
+        self._claiming: set[asyncio.Task[Any]] = set()
         self._running: dict[uuid.UUID, tuple[str, asyncio.Task[Any]]] = {}
+        self._stopping = False
+        self._stopped = asyncio.Event()
 
     @property
     def running(self) -> int:
         return len(self._running)
 
-    def cancel(self, job_id: uuid.UUID) -> bool:
-        """Stop the job if this process runs it; the runner records what happened."""
-        if job_id not in self._running:
-            return False
-        self._running[job_id][1].cancel()
-        return True
-
-    def cancel_all(self) -> None:
-        for _, running in self._running.values():
-            running.cancel()
+    def cancel(self, job_id: uuid.UUID) -> None:
+        """Stop the job if this process runs it (it was cancelled, or lost its lease)."""
+        if job_id in self._running:
+            self._running[job_id][1].cancel()
 
     async def run(self, job_id: uuid.UUID) -> None:
         """Run one attempt of the job, if it is due and nobody else has it."""
-        lease = f"{self._owner}:{next(self._claims)}"
-        async with self._sessionmaker() as session:
-            job = await store.claim(session, job_id, lease, self._lease_seconds)
-        if job is None:
+        if self._stopping:
             return
         current = asyncio.current_task()
         assert current is not None  # run() is always awaited inside a task
+        lease = f"{self._owner}:{next(self._claims)}"
+        self._claiming.add(current)
+        try:
+            async with self._sessionmaker() as session:
+                job = await store.claim(session, job_id, lease, self._lease_seconds)
+                if job is not None and self._stopping:
+                    # Claimed while shutting down: straight back to the queue.
+                    await store.release(session, [lease])
+                    job = None
+        finally:
+            self._claiming.discard(current)
+        if job is None:
+            return
         self._running[job_id] = (lease, current)
         try:
             await self._attempt(job, lease)
-        except asyncio.CancelledError:
-            # Shutdown, or the job was cancelled or lost its lease: give the attempt back.
-            # The update matches nothing unless the job is still ours and running.
-            async with self._sessionmaker() as session:
-                if await store.release(session, job_id, lease):
-                    logger.info("job %s %s interrupted; queued again", job.name, job_id)
-            raise
         finally:
             del self._running[job_id]
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Start no more jobs; let running ones finish within the grace, then queue the
+        rest again (their attempt not counted) and stop them."""
+        self._stopping = True
+        busy = self._claiming | {task for _, task in self._running.values()}
+        if busy:
+            await asyncio.wait(busy, timeout=grace_seconds)
+        # Claims take milliseconds: let those in flight land (and give their job back)
+        # rather than cancel them halfway through a transaction.
+        if self._claiming:
+            await asyncio.wait(set(self._claiming))
+        if self._running:
+            leases = [lease for lease, _ in self._running.values()]
+            running = [task for _, task in self._running.values()]
+            # One UPDATE for all of them: a shutdown should not queue a write per job.
+            async with self._sessionmaker() as session:
+                released = await store.release(session, leases)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            logger.warning("%d jobs outlasted the grace; queued for the next start", released)
+        self._stopped.set()
 
     async def _attempt(self, job: Job, lease: str) -> None:
         started = time.monotonic()
@@ -145,11 +169,12 @@ class Runner:
     async def keep_leases(self) -> None:
         """Renew the leases of running jobs; stop those cancelled or lost meanwhile.
 
-        Runs for the executor's lifetime. A lease lasts `lease_seconds` and is renewed
+        Runs until the runner has stopped. A lease lasts `lease_seconds` and is renewed
         ten times as often, so a few missed renewals do not cost a job.
         """
-        while True:
-            await asyncio.sleep(self._lease_seconds / 10)
+        while not self._stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._lease_seconds / 10)
             leases = {lease: job_id for job_id, (lease, _) in self._running.items()}
             if not leases:
                 continue

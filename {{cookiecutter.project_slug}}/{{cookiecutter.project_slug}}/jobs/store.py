@@ -150,18 +150,21 @@ async def record_failure(
     )
 
 
-async def release(session: AsyncSession, job_id: uuid.UUID, lease: str) -> bool:
-    """Give an interrupted attempt back (shutdown): queued again, the attempt not counted."""
-    return await _update_held(
-        session,
-        job_id,
-        lease,
-        status=JobStatus.QUEUED,
-        attempts=col(Job.attempts) - 1,
-        run_after=utcnow(),
-        lease_owner=None,
-        lease_expires_at=None,
+async def release(session: AsyncSession, leases: Collection[str]) -> int:
+    """Give interrupted attempts back (shutdown): queued again, the attempt not counted."""
+    released = await session.exec(
+        update(Job)
+        .where(col(Job.lease_owner).in_(leases), col(Job.status) == JobStatus.RUNNING)
+        .values(
+            status=JobStatus.QUEUED,
+            attempts=col(Job.attempts) - 1,
+            run_after=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
     )
+    await session.commit()
+    return released.rowcount
 
 
 async def recover_expired_leases(session: AsyncSession) -> tuple[int, int]:
