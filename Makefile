@@ -9,10 +9,10 @@ $(VENV)/.installed: requirements.txt
 	uv pip install --python $(BIN)/python -r requirements.txt
 	@touch $@
 
-# The template's own code: hooks and tests.
+# The template's own code: hooks, tests and benchmarks.
 lint: $(VENV)/.installed
-	$(BIN)/ruff check hooks tests
-	$(BIN)/ruff format --check hooks tests
+	$(BIN)/ruff check hooks tests bench
+	$(BIN)/ruff format --check hooks tests bench
 	$(BIN)/mypy
 
 # Bake every combination, lint, type-check, install, migrate and run each one's tests.

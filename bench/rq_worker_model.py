@@ -17,6 +17,7 @@ import asyncio
 import os
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
@@ -71,7 +73,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -80,10 +82,10 @@ def wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyp
 
 
 def succeeded(database: Path) -> int:
-    import sqlite3
-
     with sqlite3.connect(database) as connection:
-        return int(connection.execute("SELECT count(*) FROM job WHERE status='succeeded'").fetchone()[0])
+        return int(
+            connection.execute("SELECT count(*) FROM job WHERE status='succeeded'").fetchone()[0]
+        )
 
 
 def main() -> None:
@@ -95,12 +97,27 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-rq-"))
     port = free_port()
     redis_server = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
         project = Path(
-            cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(work), extra_context={"job_backend": "rq"})
+            cookiecutter(
+                str(TEMPLATE),
+                no_input=True,
+                output_dir=str(work),
+                extra_context={"job_backend": "rq"},
+            )
         )
         sys.path.insert(0, str(project))
         (project / "bench_tasks.py").write_text(TASKS)
@@ -122,15 +139,25 @@ def main() -> None:
                     "PYTHONPATH": str(project),
                 }
                 subprocess.run(
-                    [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=project, env=env, check=True,
+                    [sys.executable, "-m", "alembic", "upgrade", "head"],
+                    cwd=project,
+                    env=env,
+                    check=True,
                     capture_output=True,
                 )
-                results[variant].append(measure(variant, options.jobs, project, env, redis, queue_name, database))
-                print(f"run {run + 1} {variant:8} {options.jobs / results[variant][-1]:8.1f} jobs/s", flush=True)
+                results[variant].append(
+                    measure(variant, options.jobs, project, env, redis, queue_name, database)
+                )
+                print(
+                    f"run {run + 1} {variant:8} {options.jobs / results[variant][-1]:8.1f} jobs/s",
+                    flush=True,
+                )
         print(f"\n{options.jobs} jobs, 1 worker, median of {options.runs} runs (min-max), jobs/s:")
         for variant, seconds in results.items():
             rates = sorted(options.jobs / s for s in seconds)
-            print(f"  {variant:8} {statistics.median(rates):8.1f}  ({rates[0]:.1f}-{rates[-1]:.1f})")
+            print(
+                f"  {variant:8} {statistics.median(rates):8.1f}  ({rates[0]:.1f}-{rates[-1]:.1f})"
+            )
     finally:
         redis_server.terminate()
         redis_server.wait()
@@ -145,29 +172,57 @@ def _pings(redis: Redis) -> bool:
 
 
 def measure(
-    variant: str, jobs: int, project: Path, env: dict[str, str], redis: Redis, queue_name: str, database: Path
+    variant: str,
+    jobs: int,
+    project: Path,
+    env: dict[str, str],
+    redis: Redis,
+    queue_name: str,
+    database: Path,
 ) -> float:
     if variant == "baked":
         command = [sys.executable, "-c", BAKED_WORKER]
     else:
-        command = [sys.executable, "-m", "rq.cli", "worker", "--url", env["REDIS_URL"], "-q", queue_name]
-    worker = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "--url",
+            env["REDIS_URL"],
+            "-q",
+            queue_name,
+        ]
+    worker = subprocess.Popen(
+        command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     queue = Queue(queue_name, connection=redis)
     try:
         wait(lambda: len(Worker.all(queue=queue)) == 1, 30, "the worker")
         ids = [str(uuid.uuid4()) for _ in range(jobs)]
         if variant != "raw":
             asyncio.run(_insert_jobs(env["DATABASE_URL"], ids))
-        function = {"baked": f"{SLUG}.worker.run_job", "forking": "forking.run_job", "raw": "forking.noop"}[variant]
+        function = {
+            "baked": f"{SLUG}.worker.run_job",
+            "forking": "forking.run_job",
+            "raw": "forking.noop",
+        }[variant]
         started = time.perf_counter()
         queue.enqueue_many(
             [
-                Queue.prepare_data(function, args=() if variant == "raw" else (job_id,), job_id=job_id, result_ttl=0)
+                Queue.prepare_data(
+                    function,
+                    args=() if variant == "raw" else (job_id,),
+                    job_id=job_id,
+                    result_ttl=0,
+                )
                 for job_id in ids
             ]
         )
         if variant == "raw":
-            wait(lambda: queue.count == 0 and queue.started_job_registry.count == 0, 600, "raw jobs")
+            wait(
+                lambda: queue.count == 0 and queue.started_job_registry.count == 0, 600, "raw jobs"
+            )
         else:
             wait(lambda: succeeded(database) == jobs, 600, "jobs")
         return time.perf_counter() - started
@@ -177,8 +232,9 @@ def measure(
 
 
 async def _insert_jobs(database_url: str, ids: list[str]) -> None:
-    from job_service.db import create_engine, create_sessionmaker
-    from job_service.models import Job
+    # The project baked above, put on sys.path at run time.
+    from job_service.db import create_engine, create_sessionmaker  # type: ignore[import-not-found]
+    from job_service.models import Job  # type: ignore[import-not-found]
 
     engine = create_engine(database_url)
     async with create_sessionmaker(engine)() as session:

@@ -1,9 +1,6 @@
 """`/api/v1/jobs`: listing, status, and clear 4xx answers for what cannot be done."""
 
 import uuid
-{%- if cookiecutter.job_backend == "aiojobs" %}
-from datetime import timedelta
-{%- endif %}
 
 import httpx
 {%- if cookiecutter.job_backend == "aiojobs" %}
@@ -18,11 +15,7 @@ from {{ cookiecutter.project_slug }}.main import create_app
 {%- else %}
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 {%- endif %}
-{%- if cookiecutter.job_backend == "aiojobs" %}
-from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
-{%- else %}
 from {{ cookiecutter.project_slug }}.models import JobStatus
-{%- endif %}
 {%- if cookiecutter.job_backend == "aiojobs" %}
 from {{ cookiecutter.project_slug }}.settings import Settings
 {%- endif %}
@@ -101,16 +94,17 @@ async def test_a_full_pending_queue_answers_503_instead_of_waiting(settings: Set
     ):
         jobs: JobQueue = app.state.jobs
         sessionmaker: SessionMaker = app.state.sessionmaker
-        later = tasks.add.new_job(a=1, b=1)
-        later.run_after = utcnow() + timedelta(minutes=1)
-        later = await submit(jobs, sessionmaker, later)
-        assert (await client.post(f"/api/v1/jobs/{later.id}/cancel")).status_code == 200
+        cancelled = tasks.add.new_job(a=1, b=1)
+        cancelled.status = JobStatus.CANCELLED
+        async with sessionmaker() as session:
+            session.add(cancelled)
+            await session.commit()
 
         await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))  # runs
         await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))  # waits for the slot
         with pytest.raises(JobsUnavailable):
             await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=1))
-        retry = await client.post(f"/api/v1/jobs/{later.id}/retry")
+        retry = await client.post(f"/api/v1/jobs/{cancelled.id}/retry")
         assert retry.status_code == 503
         assert retry.headers["Retry-After"].isdigit()
         assert "jobs are waiting already" in retry.json()["detail"]
