@@ -210,48 +210,48 @@ async def due_job_ids(
     return [job_id for job_id in ids if job_id not in skip][:limit]
 
 
-async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
-    """Cancel a queued or running job; a running one stops when its executor notices."""
-    cancelled = await session.exec(
+async def _move(
+    session: AsyncSession, job_id: uuid.UUID, from_statuses: list[JobStatus], **values: Any
+) -> bool:
+    moved = await session.exec(
         update(Job)
-        .where(
-            col(Job.id) == job_id,
-            col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-        )
-        .values(
-            status=JobStatus.CANCELLED,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=utcnow(),
-        )
+        .where(col(Job.id) == job_id, col(Job.status).in_(from_statuses))
+        .values(**values)
     )
     await session.commit()
-    return cancelled.rowcount == 1
+    return moved.rowcount == 1
+
+
+async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Cancel a queued or running job; a running one stops when its executor notices."""
+    return await _move(
+        session,
+        job_id,
+        [JobStatus.QUEUED, JobStatus.RUNNING],
+        status=JobStatus.CANCELLED,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=utcnow(),
+    )
 
 
 async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:
     """Queue a failed or cancelled job again, same id, with its attempts starting over."""
-    retried = await session.exec(
-        update(Job)
-        .where(
-            col(Job.id) == job_id,
-            col(Job.status).in_([JobStatus.FAILED, JobStatus.CANCELLED]),
-        )
-        .values(
-            status=JobStatus.QUEUED,
-            attempts=0,
-            run_after=utcnow(),
-            result=None,
-            error_type=None,
-            error_message=None,
-            progress=0.0,
-            progress_message=None,
-            started_at=None,
-            finished_at=None,
-        )
+    return await _move(
+        session,
+        job_id,
+        [JobStatus.FAILED, JobStatus.CANCELLED],
+        status=JobStatus.QUEUED,
+        attempts=0,
+        run_after=utcnow(),
+        result=None,
+        error_type=None,
+        error_message=None,
+        progress=0.0,
+        progress_message=None,
+        started_at=None,
+        finished_at=None,
     )
-    await session.commit()
-    return retried.rowcount == 1
 
 
 async def page(
