@@ -94,7 +94,7 @@ from job_service.settings import get_settings
 def run_job(job_id: str) -> None:
     async def run() -> None:
         engine = create_engine(get_settings().database_url)
-        await Runner(create_sessionmaker(engine), 30).run(uuid.UUID(job_id))
+        await Runner(create_sessionmaker(engine), get_settings()).run(uuid.UUID(job_id))
         await engine.dispose()
 
     asyncio.run(run())

@@ -44,6 +44,8 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/processes.py",
         "tests/tasks.py",
         "tests/test_crash.py",
+        "tests/test_emails.py",
+        "tests/test_emails_smtp.py",
         "tests/test_jobs.py",
         "tests/test_jobs_api.py",
         "tests/test_health.py",
@@ -55,6 +57,8 @@ def expected_files(combination: Combination) -> set[str]:
             for name in (
                 "__init__.py",
                 "api/__init__.py",
+                "api/emails.py",
+                "api/idempotency.py",
                 "api/health.py",
                 "api/jobs.py",
                 "db.py",
@@ -70,6 +74,8 @@ def expected_files(combination: Combination) -> set[str]:
                 "models.py",
                 "observability.py",
                 "settings.py",
+                "tasks/__init__.py",
+                "tasks/emails.py",
             )
         ),
     }
@@ -93,7 +99,9 @@ def expected_files(combination: Combination) -> set[str]:
 
 def expected_dependencies(combination: Combination) -> set[str]:
     common = {
+        "aiosmtplib",
         "alembic",
+        "email-validator",
         "fastapi",
         "pydantic-settings",
         "python-json-logger",

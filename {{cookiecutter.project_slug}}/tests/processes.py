@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 {%- if cookiecutter.job_backend == "rq" %}
 
+from pydantic import SecretStr
 from redis import Redis
 from rq import Worker
 {%- else %}
 
 import httpx
+from pydantic import SecretStr
 {%- endif %}
 
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -67,7 +69,11 @@ class Process:
 
 def environment(settings: Settings) -> dict[str, str]:
     """The settings as the environment variables a process reads them from."""
-    values = {name.upper(): str(value) for name, value in settings.model_dump().items()}
+    values = {
+        name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
     return {**os.environ, **values}
 
 

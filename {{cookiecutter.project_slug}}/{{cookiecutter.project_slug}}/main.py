@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from {{ cookiecutter.project_slug }}.api import health, jobs
+from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task
+from {{ cookiecutter.project_slug }}.api import emails, health, jobs
 from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.errors import (
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(JobsUnavailable, jobs_unavailable)
     app.include_router(health.router)
     app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(emails.router, prefix="/api/v1")
     return app
 
 

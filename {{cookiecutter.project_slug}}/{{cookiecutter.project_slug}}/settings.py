@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=30.0, gt=0)
     # How often due retries, left-over and periodic jobs are looked for.
     job_poll_seconds: float = Field(default=1.0, gt=0)
+    # Emails: "console" logs them, "smtp" sends them.
+    email_backend: Literal["console", "smtp"] = "console"
+    email_from: str = "{{ cookiecutter.project_slug }}@localhost"
+    email_max_attempts: int = Field(default=5, ge=1)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    # "starttls" upgrades a plain connection; "tls" connects with TLS (usually port 465).
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 {%- if cookiecutter.job_backend == "aiojobs" %}
     job_concurrency: int = Field(default=10, ge=1)
     job_pending_limit: int = Field(default=1000, ge=1)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from rq import SimpleWorker
 
+from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task
 from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
@@ -38,7 +39,7 @@ class Executor:
         self.backend = Backend(settings)
         self._engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(self._engine)
-        self.runner = Runner(sessionmaker, settings.job_lease_seconds)
+        self.runner = Runner(sessionmaker, settings)
         self._poller = Poller(sessionmaker, self.backend, settings.job_poll_seconds)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)

@@ -26,7 +26,7 @@ class Backend:
     def __init__(
         self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
     ) -> None:
-        self.runner = Runner(sessionmaker, settings.job_lease_seconds)
+        self.runner = Runner(sessionmaker, settings)
         self._poller = Poller(sessionmaker, self, settings.job_poll_seconds, schedules)
         self._concurrency = settings.job_concurrency
         self._pending_limit = settings.job_pending_limit

@@ -27,7 +27,7 @@ class Backend:
     def __init__(
         self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
     ) -> None:
-        self.runner = Runner(sessionmaker, settings.job_lease_seconds)
+        self.runner = Runner(sessionmaker, settings)
         self._poller = Poller(sessionmaker, self, settings.job_poll_seconds, schedules)
         # The event loop keeps only weak references to tasks: without these a running
         # job could be garbage-collected mid-flight.

@@ -17,6 +17,7 @@ from typing import Any
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }}.models import Job
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 ProgressReporter = Callable[[float, str | None], Awaitable[None]]
 
@@ -27,9 +28,16 @@ class JobContext:
 
     job_id: uuid.UUID
     attempt: int
+    max_attempts: int
     # The task's own session: commit what the task writes; it is closed after the task.
     session: AsyncSession
+    settings: Settings
     _report_progress: ProgressReporter
+
+    @property
+    def last_attempt(self) -> bool:
+        """No retry follows if this attempt fails."""
+        return self.attempt >= self.max_attempts
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0..1); cheap to call often, written at most once a second."""
@@ -49,7 +57,13 @@ class Task:
     backoff_seconds: float
     max_backoff_seconds: float
 
-    def new_job(self, *, idempotency_key: str | None = None, **arguments: Any) -> Job:
+    def new_job(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+        **arguments: Any,
+    ) -> Job:
         """A queued job row for this task; add it to a session and submit it."""
         try:
             json.dumps(arguments)
@@ -59,7 +73,7 @@ class Task:
             name=self.name,
             arguments=arguments,
             timeout_seconds=self.timeout_seconds,
-            max_attempts=self.max_attempts,
+            max_attempts=max_attempts or self.max_attempts,
             idempotency_key=idempotency_key,
         )
 

@@ -21,6 +21,7 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.registry import TASKS, JobContext, ProgressReporter, Task
 from {{ cookiecutter.project_slug }}.models import Job
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,10 @@ def retry_delay(task: Task, attempt: int) -> float:
 
 
 class Runner:
-    def __init__(self, sessionmaker: SessionMaker, lease_seconds: float) -> None:
+    def __init__(self, sessionmaker: SessionMaker, settings: Settings) -> None:
         self._sessionmaker = sessionmaker
-        self._lease_seconds = lease_seconds
+        self._settings = settings
+        self._lease_seconds = settings.job_lease_seconds
         # Each claim gets its own lease name, so a stale executor of an earlier attempt
         # can never write over a later one.
         self._owner = f"{socket.gethostname()[:60]}:{os.getpid()}"
@@ -118,7 +120,9 @@ class Runner:
                 context = JobContext(
                     job_id=job.id,
                     attempt=job.attempts,
+                    max_attempts=job.max_attempts,
                     session=task_session,
+                    settings=self._settings,
                     _report_progress=self._progress_reporter(job.id, lease),
                 )
                 async with deadline:
