@@ -24,7 +24,6 @@ MANIFEST: dict[str, tuple[str, Answers]] = {
     "tests/redis_server.py": ("job_backend", "rq"),
     "tests/test_worker.py": ("job_backend", "rq"),
     "tests/worker.py": ("job_backend", "rq"),
-    "tests/app.py": ("job_backend", ("create_task", "aiojobs")),
     "tests/pg_server.py": ("database", "postgresql"),
     "Dockerfile": ("use_docker", "y"),
     ".dockerignore": ("use_docker", "y"),

@@ -40,10 +40,12 @@ def expected_files(combination: Combination) -> set[str]:
         "migrations/script.py.mako",
         "migrations/versions/0001_initial.py",
         "tests/__init__.py",
+        "tests/app.py",
         "tests/conftest.py",
         "tests/processes.py",
         "tests/tasks.py",
         "tests/test_crash.py",
+        "tests/test_documents.py",
         "tests/test_emails.py",
         "tests/test_emails_smtp.py",
         "tests/test_jobs.py",
@@ -57,6 +59,7 @@ def expected_files(combination: Combination) -> set[str]:
             for name in (
                 "__init__.py",
                 "api/__init__.py",
+                "api/documents.py",
                 "api/emails.py",
                 "api/idempotency.py",
                 "api/health.py",
@@ -74,6 +77,8 @@ def expected_files(combination: Combination) -> set[str]:
                 "models.py",
                 "observability.py",
                 "settings.py",
+                "storage.py",
+                "tasks/documents.py",
                 "tasks/__init__.py",
                 "tasks/emails.py",
             )
@@ -86,8 +91,7 @@ def expected_files(combination: Combination) -> set[str]:
             "tests/test_worker.py",
             "tests/worker.py",
         }
-    else:
-        files |= {"tests/app.py"}
+
     if combination.database == "postgresql":
         files |= {"tests/pg_server.py"}
     if combination.use_docker == "y":
@@ -101,10 +105,12 @@ def expected_dependencies(combination: Combination) -> set[str]:
     common = {
         "aiosmtplib",
         "alembic",
+        "anyio",
         "email-validator",
         "fastapi",
         "pydantic-settings",
         "python-json-logger",
+        "python-multipart",
         "sqlalchemy",
         "sqlmodel",
         "uvicorn",

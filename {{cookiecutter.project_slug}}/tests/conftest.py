@@ -144,6 +144,7 @@ def settings(
         rq_queue=f"test-{uuid.uuid4().hex}",
 {%- endif %}
         storage_dir=tmp_path / "storage",
+        max_upload_bytes=1024 * 1024,
         job_shutdown_grace_seconds=1,
         job_lease_seconds=2,
         job_poll_seconds=0.05,

@@ -2,9 +2,7 @@
 
 import os
 import signal
-{%- if cookiecutter.job_backend != "rq" %}
 import socket
-{%- endif %}
 import subprocess
 import sys
 import time
@@ -12,15 +10,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-{%- if cookiecutter.job_backend == "rq" %}
-
-from pydantic import SecretStr
-from redis import Redis
-from rq import Worker
-{%- else %}
 
 import httpx
 from pydantic import SecretStr
+{%- if cookiecutter.job_backend == "rq" %}
+from redis import Redis
+from rq import Worker
 {%- endif %}
 
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -33,10 +28,9 @@ class Process:
     popen: subprocess.Popen[bytes]
     log: Path
     is_up: Callable[[], bool]
-{%- if cookiecutter.job_backend != "rq" %}
+    url: str = ""
     # uvicorn re-raises SIGTERM once its shutdown is complete: it then ends "by SIGTERM".
-    sigterm_exit_is_clean: bool = True
-{%- endif %}
+    sigterm_exit_is_clean: bool = False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -60,10 +54,8 @@ class Process:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"no exit {timeout} s after SIGTERM:\n{self.output()}") from None
-{%- if cookiecutter.job_backend != "rq" %}
         if code == -signal.SIGTERM and self.sigterm_exit_is_clean:
             return 0
-{%- endif %}
         return code
 
 
@@ -79,31 +71,24 @@ def environment(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def running(
-    command: list[str], settings: Settings, log: Path, is_up: Callable[[Process], bool]
+    command: list[str],
+    settings: Settings,
+    log: Path,
+    is_up: Callable[[Process], bool],
+    url: str = "",
 ) -> Iterator[Process]:
     """Start the command; kill it on the way out if the test has not stopped it."""
     with log.open("ab") as log_file:
         popen = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=environment(settings), stdout=log_file, stderr=log_file
         )
-    process = Process(popen, log, lambda: is_up(process))
+    # Only uvicorn has a URL here, and only uvicorn re-raises SIGTERM.
+    process = Process(popen, log, lambda: is_up(process), url, sigterm_exit_is_clean=bool(url))
     try:
         yield process
     finally:
         if popen.poll() is None:
             process.kill()
-{%- if cookiecutter.job_backend == "rq" %}
-
-
-def start_worker(settings: Settings, log: Path) -> AbstractContextManager[Process]:
-    """`python -m tests.worker` (the worker, with the test tasks) on the settings' queue."""
-
-    def registered(worker: Process) -> bool:
-        with Redis.from_url(settings.redis_url) as redis:
-            return any(w.pid == worker.popen.pid for w in Worker.all(connection=redis))
-
-    return running([sys.executable, "-m", "tests.worker"], settings, log, registered)
-{%- else %}
 
 
 def free_port() -> int:
@@ -116,13 +101,25 @@ def free_port() -> int:
 def start_web(settings: Settings, log: Path) -> AbstractContextManager[Process]:
     """`uvicorn` serving the app (with the test tasks) on a free port of 127.0.0.1."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
 
     def answers(web: Process) -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+            return httpx.get(f"{url}/health").status_code == 200
         except httpx.TransportError:
             return False
 
     command = [sys.executable, "-m", "uvicorn", "tests.app:app", "--host", "127.0.0.1"]
-    return running([*command, "--port", str(port)], settings, log, answers)
+    return running([*command, "--port", str(port)], settings, log, answers, url)
+{%- if cookiecutter.job_backend == "rq" %}
+
+
+def start_worker(settings: Settings, log: Path) -> AbstractContextManager[Process]:
+    """`python -m tests.worker` (the worker, with the test tasks) on the settings' queue."""
+
+    def registered(worker: Process) -> bool:
+        with Redis.from_url(settings.redis_url) as redis:
+            return any(w.pid == worker.popen.pid for w in Worker.all(connection=redis))
+
+    return running([sys.executable, "-m", "tests.worker"], settings, log, registered)
 {%- endif %}

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task
-from {{ cookiecutter.project_slug }}.api import emails, health, jobs
+from {{ cookiecutter.project_slug }}.api import documents, emails, health, jobs
 from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.errors import (
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(emails.router, prefix="/api/v1")
+    app.include_router(documents.router, prefix="/api/v1")
     return app
 
 

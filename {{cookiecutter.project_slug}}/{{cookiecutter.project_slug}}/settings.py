@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     rq_queue: str = "{{ cookiecutter.project_slug }}"
 {%- endif %}
     storage_dir: Path = Path("./storage")
+    # Uploads past this size are refused with 413; nothing of them is kept.
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
     job_shutdown_grace_seconds: float = Field(default=30.0, ge=0)

@@ -44,6 +44,10 @@ class JobContext:
         await self._report_progress(min(max(fraction, 0.0), 1.0), message)
 
 
+class PermanentJobError(Exception):
+    """Raise from a task when trying again cannot help: the job fails at once."""
+
+
 TaskFunction = Callable[..., Awaitable[Any]]
 
 

@@ -19,7 +19,13 @@ from typing import Any
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
-from {{ cookiecutter.project_slug }}.jobs.registry import TASKS, JobContext, ProgressReporter, Task
+from {{ cookiecutter.project_slug }}.jobs.registry import (
+    TASKS,
+    JobContext,
+    PermanentJobError,
+    ProgressReporter,
+    Task,
+)
 from {{ cookiecutter.project_slug }}.models import Job
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -133,7 +139,8 @@ class Runner:
             if deadline.expired():
                 failure = TimeoutError(f"timed out after {job.timeout_seconds:g} s")
             delay = None
-            if task is not None and job.attempts < job.max_attempts:
+            retryable = not isinstance(error, PermanentJobError)
+            if task is not None and retryable and job.attempts < job.max_attempts:
                 delay = retry_delay(task, job.attempts)
             async with self._sessionmaker() as session:
                 await store.record_failure(session, job.id, lease, failure, delay)
@@ -146,7 +153,7 @@ class Runner:
                 type(failure).__name__,
                 failure,
                 "no attempts left" if delay is None else f"retrying in {delay:.1f} s",
-                exc_info=failure is error and not isinstance(error, UnknownTask),
+                exc_info=failure is error and retryable and not isinstance(error, UnknownTask),
             )
             return
         async with self._sessionmaker() as session:

@@ -1,5 +1,5 @@
 """The service's tasks. Importing this package registers every one of them."""
 
-from {{ cookiecutter.project_slug }}.tasks import emails
+from {{ cookiecutter.project_slug }}.tasks import documents, emails
 
-__all__ = ["emails"]
+__all__ = ["documents", "emails"]

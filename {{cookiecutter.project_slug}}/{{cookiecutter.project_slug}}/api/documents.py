@@ -1,0 +1,183 @@
+"""Documents: uploaded, then processed by a job. `/api/v1/documents`."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
+from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
+from {{ cookiecutter.project_slug }}.db import SessionDep
+from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.models import Document, DocumentStatus, utcnow
+from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.storage import BadUpload, Storage, UploadTooLarge
+from {{ cookiecutter.project_slug }}.tasks.documents import process_document
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+# Room for the multipart framing around the file, in the early Content-Length check.
+FRAMING_BYTES = 64 * 1024
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No document with this id"}}
+
+
+class DocumentAccepted(BaseModel):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    status: DocumentStatus
+
+
+class DocumentPublic(DocumentAccepted):
+    original_filename: str
+    content_type: str
+    size_bytes: int | None
+    sha256: str | None
+    char_count: int | None
+    word_count: int | None
+    error: str | None
+    created_at: datetime
+    processed_at: datetime | None
+    archived_at: datetime | None
+
+    @classmethod
+    def of(cls, document: Document) -> "DocumentPublic":
+        return cls.model_validate(document, from_attributes=True)
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def find(session: AsyncSession, document_id: uuid.UUID) -> Document:
+    document = await session.get(Document, document_id)
+    if document is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document with id {document_id}")
+    return document
+
+
+async def made_by(session: AsyncSession, job_id: uuid.UUID) -> Document:
+    return (await session.exec(select(Document).where(Document.job_id == job_id))).one()
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=UPLOAD_BODY,
+    responses={413: {"description": "Larger than MAX_UPLOAD_BYTES"}},
+)
+async def upload_document(
+    request: Request,
+    session: SessionDep,
+    jobs: JobQueueDep,
+    idempotency_key: IdempotencyKey = None,
+) -> DocumentAccepted:
+    """Upload a file (form field `file`); it is stored, then processed in the background."""
+    settings = settings_of(request)
+    key = scoped("documents", idempotency_key)
+    if key is not None and (done := await store.find_by_key(session, key)) is not None:
+        document = await made_by(session, done.id)
+        return DocumentAccepted(id=document.id, job_id=done.id, status=document.status)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes + FRAMING_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the upload is too large")
+    storage = Storage(settings.storage_dir)
+    try:
+        upload = await storage.receive(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            folder="documents",
+            field_name="file",
+            max_bytes=settings.max_upload_bytes,
+        )
+    except UploadTooLarge as error:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from error
+    except BadUpload as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+    path = storage.path("documents", upload.stored_name)
+    document = Document(
+        original_filename=upload.original_filename,
+        stored_name=upload.stored_name,
+        content_type=upload.content_type,
+        size_bytes=upload.size,
+    )
+    job = process_document.new_job(document_id=str(document.id), idempotency_key=key)
+    document.job_id = job.id
+    session.add(document)
+    try:
+        submitted = await jobs.submit(session, job)
+    except BaseException:
+        await anyio.Path(path).unlink(missing_ok=True)  # no row, so no file either
+        raise
+    if submitted.id != job.id:  # a request with the same key won the race
+        await anyio.Path(path).unlink(missing_ok=True)
+        document = await made_by(session, submitted.id)
+    return DocumentAccepted(id=document.id, job_id=submitted.id, status=document.status)
+
+
+@router.get("")
+async def list_documents(
+    session: SessionDep,
+    status: DocumentStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[DocumentPublic]:
+    """Documents, newest first."""
+    statement = select(Document).where(col(Document.job_id).is_not(None))
+    if status is not None:
+        statement = statement.where(col(Document.status) == status)
+    statement = statement.order_by(col(Document.created_at).desc(), col(Document.id))
+    documents = await session.exec(statement.offset(offset).limit(limit))
+    return [DocumentPublic.of(document) for document in documents]
+
+
+@router.get("/{document_id}", responses=NOT_FOUND)
+async def get_document(document_id: uuid.UUID, session: SessionDep) -> DocumentPublic:
+    return DocumentPublic.of(await find(session, document_id))
+
+
+@router.get("/{document_id}/content", response_class=FileResponse, responses=NOT_FOUND)
+async def download_document(
+    document_id: uuid.UUID, request: Request, session: SessionDep
+) -> FileResponse:
+    """The file as uploaded, under its original name."""
+    document = await find(session, document_id)
+    path = Storage(settings_of(request).storage_dir).path("documents", document.stored_name)
+    if not await anyio.Path(path).is_file():
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"the file of document {document_id} is gone"
+        )
+    return FileResponse(
+        path, media_type=document.content_type, filename=document.original_filename or "document"
+    )
+
+
+@router.post("/{document_id}/archive", responses=NOT_FOUND)
+async def archive_document(document_id: uuid.UUID, session: SessionDep) -> DocumentPublic:
+    """Mark the document archived; the cleanup job deletes it after the retention period."""
+    document = await find(session, document_id)
+    if document.archived_at is None:
+        document.archived_at = utcnow()
+        session.add(document)
+        await session.commit()
+    return DocumentPublic.of(document)
