@@ -46,6 +46,8 @@ async def test_bad_emails_get_422_and_unknown_ids_404(client: httpx.AsyncClient)
     for bad in (
         {**MESSAGE, "to": "not an address"},
         {**MESSAGE, "subject": ""},
+        {**MESSAGE, "subject": "Hi\r\nBcc: everyone@example.com"},
+        {**MESSAGE, "body": "nul \u0000 byte"},
         {"to": "ada@example.com"},
         {**MESSAGE, "body": 42},
     ):

@@ -67,7 +67,15 @@ async def test_unknown_and_malformed_ids_get_404_and_422(client: httpx.AsyncClie
 
 
 async def test_bad_list_parameters_get_422(client: httpx.AsyncClient) -> None:
-    for params in ({"status": "lost"}, {"limit": 0}, {"limit": 101}, {"offset": -1}):
+    huge = 10**25
+    for params in (
+        {"status": "lost"},
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"offset": huge},
+        {"name": "nul\x00"},
+    ):
         response = await client.get("/api/v1/jobs", params=params)
         assert response.status_code == 422, params
 

@@ -19,8 +19,8 @@ from tests.processes import Process, environment
 from tests.test_jobs import submit, wait_for
 
 
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> None:
-    """Read the process's output until a line contains `text`; fail with the output if not."""
+def wait_for_line(process: subprocess.Popen[str], texts: tuple[str, ...], timeout: float) -> None:
+    """Read the process's output until a line holds all `texts`; fail with the output if not."""
     assert process.stdout is not None
     seen: list[str] = []
     deadline = time.monotonic() + timeout
@@ -31,9 +31,9 @@ def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> 
             if not line:
                 break
             seen.append(line)
-            if text in line:
+            if all(text in line for text in texts):
                 return
-    raise AssertionError(f"no line with {text!r} within {timeout} s:\n{''.join(seen)}")
+    raise AssertionError(f"no line with {texts!r} within {timeout} s:\n{''.join(seen)}")
 
 
 def test_worker_registers_and_stops_on_sigterm(settings: Settings) -> None:
@@ -48,11 +48,12 @@ def test_worker_registers_and_stops_on_sigterm(settings: Settings) -> None:
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.rq_queue, connection=redis)
     try:
-        # Logged at DEBUG from the work loop, after RQ has installed its signal handlers.
-        wait_for_line(worker, ": *** Listening on", timeout=20)
+        # Logged at DEBUG from the work loop, after RQ has installed its signal handlers
+        # (the INFO line with the same words comes before them).
+        wait_for_line(worker, ("DEBUG", "*** Listening on"), timeout=60)
         assert [w.pid for w in Worker.all(queue=queue)] == [worker.pid]
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=20) == 0
+        assert worker.wait(timeout=60) == 0
         assert Worker.all(queue=queue) == []
     finally:
         if worker.poll() is None:
@@ -66,7 +67,7 @@ async def test_sigterm_gives_the_running_job_its_grace_then_queues_it_again(
 ) -> None:
     job = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
     await wait_for(jobs, job.id, JobStatus.RUNNING)
-    assert worker.terminate(timeout=10) == 0, worker.output()
+    assert worker.terminate(timeout=30) == 0, worker.output()
     assert f"stopped {job.id}" in tasks.noted()
     requeued = await jobs.get(job.id)
     assert (requeued.status, requeued.attempts, requeued.lease_owner) == (JobStatus.QUEUED, 0, None)

@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task
-from {{ cookiecutter.project_slug }}.api import documents, emails, health, jobs
+from {{ cookiecutter.project_slug }}.api import batches, documents, emails, health, jobs, reports
 from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.errors import (
@@ -18,6 +18,9 @@ from {{ cookiecutter.project_slug }}.jobs.errors import (
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
+{%- if cookiecutter.job_backend != "rq" %}
+from {{ cookiecutter.project_slug }}.tasks.cleanup import schedules
+{%- endif %}
 
 
 @asynccontextmanager
@@ -30,7 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 {%- if cookiecutter.job_backend == "rq" %}
     backend = Backend(settings)
 {%- else %}
-    backend = Backend(settings, sessionmaker)
+    backend = Backend(settings, sessionmaker, schedules(settings))
 {%- endif %}
     app.state.jobs = JobQueue(sessionmaker, backend)
     try:
@@ -73,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(emails.router, prefix="/api/v1")
     app.include_router(documents.router, prefix="/api/v1")
+    app.include_router(batches.router, prefix="/api/v1")
+    app.include_router(reports.router, prefix="/api/v1")
     return app
 
 

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     storage_dir: Path = Path("./storage")
     # Uploads past this size are refused with 413; nothing of them is kept.
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    # Batches with more items are refused with 422.
+    max_batch_items: int = Field(default=100_000, ge=1)
+    # The cleanup job's period (0 turns it off), and how long what it removes is kept.
+    cleanup_interval_seconds: float = Field(default=3600.0, ge=0)
+    document_retention_days: float = Field(default=30.0, ge=0)
+    job_retention_days: float = Field(default=30.0, ge=0)
+    report_retention_days: float = Field(default=7.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
     job_shutdown_grace_seconds: float = Field(default=30.0, ge=0)

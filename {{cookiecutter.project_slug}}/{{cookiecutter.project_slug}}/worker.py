@@ -25,6 +25,7 @@ from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
+from {{ cookiecutter.project_slug }}.tasks.cleanup import schedules
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ class Executor:
         self._engine = create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(self._engine)
         self.runner = Runner(sessionmaker, settings)
-        self._poller = Poller(sessionmaker, self.backend, settings.job_poll_seconds)
+        self._poller = Poller(
+            sessionmaker, self.backend, settings.job_poll_seconds, schedules(settings)
+        )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
         self._services: list[asyncio.Task[None]] = []

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
@@ -140,7 +141,7 @@ async def list_documents(
     session: SessionDep,
     status: DocumentStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[DocumentPublic]:
     """Documents, newest first."""
     statement = select(Document).where(col(Document.job_id).is_not(None))

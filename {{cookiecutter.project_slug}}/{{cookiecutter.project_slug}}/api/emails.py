@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, EmailStr, Field
 from sqlmodel import select
 
+from {{ cookiecutter.project_slug }}.api.fields import NO_NUL, ONE_LINE
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
@@ -19,8 +20,8 @@ router = APIRouter(prefix="/emails", tags=["emails"])
 
 class EmailCreate(BaseModel):
     to: EmailStr
-    subject: str = Field(min_length=1, max_length=255)
-    body: str = Field(max_length=100_000)
+    subject: str = Field(min_length=1, max_length=255, pattern=ONE_LINE)
+    body: str = Field(max_length=100_000, pattern=NO_NUL)
 
 
 class EmailAccepted(BaseModel):

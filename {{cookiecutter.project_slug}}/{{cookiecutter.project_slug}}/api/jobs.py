@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
+from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET, NO_NUL
 from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
@@ -56,9 +57,9 @@ class JobPublic(BaseModel):
 async def list_jobs(
     session: SessionDep,
     status: JobStatus | None = None,
-    name: str | None = None,
+    name: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[JobPublic]:
     """Jobs, newest first, optionally of one status and one task name."""
     jobs = await store.page(session, status=status, name=name, limit=limit, offset=offset)

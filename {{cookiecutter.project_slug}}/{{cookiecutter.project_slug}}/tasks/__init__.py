@@ -1,5 +1,5 @@
 """The service's tasks. Importing this package registers every one of them."""
 
-from {{ cookiecutter.project_slug }}.tasks import documents, emails
+from {{ cookiecutter.project_slug }}.tasks import batches, cleanup, documents, emails, reports
 
-__all__ = ["documents", "emails"]
+__all__ = ["batches", "cleanup", "documents", "emails", "reports"]

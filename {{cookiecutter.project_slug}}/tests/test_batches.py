@@ -1,0 +1,68 @@
+"""`/api/v1/batches`: items processed by a job, failures recorded, progress resumable."""
+
+import uuid
+
+import httpx
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.models import Batch
+from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.tasks.batches import ProgressSaver, process_batch
+from tests.test_jobs import FINISHED, submit, wait_for
+
+
+async def test_a_batch_completes_and_records_its_failed_items(
+    jobs: JobQueue, client: httpx.AsyncClient
+) -> None:
+    items = [*range(20), "", None, "ok"]
+    response = await client.post("/api/v1/batches", json={"name": "numbers", "items": items})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == "pending"
+    await wait_for(jobs, uuid.UUID(accepted["job_id"]), *FINISHED)
+    shown = (await client.get(f"/api/v1/batches/{accepted['id']}")).json()
+    assert shown["status"] == "completed_with_errors"
+    assert (shown["total_items"], shown["processed_items"], shown["failed_items"]) == (23, 23, 2)
+    assert [failure["index"] for failure in shown["failures"]] == [20, 21]
+    assert shown["failures"][0]["error"].startswith("ValueError: cannot process ''")
+    assert shown["started_at"] is not None
+    assert shown["completed_at"] is not None
+
+
+async def test_a_retried_batch_resumes_where_it_stopped(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    # Items 0-9 would fail; a previous attempt saved progress past them, so they are not redone.
+    batch = Batch(name="resumed", items=[""] * 10 + [1] * 5, total_items=15, processed_items=10)
+    job = process_batch.new_job(batch_id=str(batch.id))
+    batch.job_id = job.id
+    async with sessionmaker() as session:
+        session.add(batch)
+        await session.commit()
+    await wait_for(jobs, (await submit(jobs, sessionmaker, job)).id, *FINISHED)
+    async with sessionmaker() as session:
+        done = await session.get(Batch, batch.id)
+    assert done is not None
+    assert (done.status, done.processed_items, done.failed_items) == ("completed", 15, 0)
+
+
+async def test_empty_and_oversized_batches_get_422(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    empty = await client.post("/api/v1/batches", json={"name": "none", "items": []})
+    assert empty.status_code == 422
+    too_many = [1] * (settings.max_batch_items + 1)
+    response = await client.post("/api/v1/batches", json={"name": "many", "items": too_many})
+    assert response.status_code == 422
+    assert "at most" in response.json()["detail"]
+    assert (await client.post("/api/v1/batches", json={"items": [1]})).status_code == 422
+    assert (await client.get(f"/api/v1/batches/{uuid.uuid4()}")).status_code == 404
+    assert (await client.get("/api/v1/batches/42")).status_code == 422
+
+
+def test_progress_is_saved_by_item_count_and_by_time() -> None:
+    by_count = ProgressSaver(every_seconds=3600, every_items=3)
+    assert [by_count.due() for _ in range(7)] == [False, False, True, False, False, True, False]
+    by_time = ProgressSaver(every_seconds=0, every_items=1_000_000)
+    assert by_time.due()

@@ -1,0 +1,53 @@
+"""`/api/v1/reports`: a CSV built by a job; 409 until it is ready."""
+
+import uuid
+
+import httpx
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.models import Report
+from tests.test_documents import upload
+from tests.test_jobs import FINISHED, wait_for
+
+
+async def test_a_report_counts_documents_by_day_and_status(
+    jobs: JobQueue, client: httpx.AsyncClient
+) -> None:
+    for name in ("a.txt", "b.txt"):
+        document = (await upload(client, name, b"words")).json()
+        await wait_for(jobs, uuid.UUID(document["job_id"]), *FINISHED)
+    kind = {"kind": "documents_by_status_and_day"}
+    response = await client.post("/api/v1/reports", json=kind)
+    assert response.status_code == 202, response.text
+    report = response.json()
+    await wait_for(jobs, uuid.UUID(report["job_id"]), *FINISHED)
+    shown = (await client.get(f"/api/v1/reports/{report['id']}")).json()
+    assert shown["status"] == "ready"
+    download = await client.get(f"/api/v1/reports/{report['id']}/download")
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    header, *rows = download.text.splitlines()
+    assert header == "day,status,count"
+    assert [row.split(",")[1:] for row in rows] == [["ready", "2"]]
+
+
+async def test_a_report_not_ready_gets_409_and_bad_requests_4xx(
+    client: httpx.AsyncClient, sessionmaker: SessionMaker
+) -> None:
+    queued = Report(kind="batches_by_status_and_day", job_id=uuid.uuid4())
+    async with sessionmaker() as session:
+        session.add(queued)
+        await session.commit()
+    download = await client.get(f"/api/v1/reports/{queued.id}/download")
+    assert download.status_code == 409
+    assert "is queued" in download.json()["detail"]
+    for bad in (
+        {"kind": "everything"},
+        {"kind": "batches_by_status_and_day", "filters": {"since": "yesterday"}},
+        {"kind": "batches_by_status_and_day", "filters": {"colour": "red"}},
+    ):
+        assert (await client.post("/api/v1/reports", json=bad)).status_code == 422, bad
+    unknown = uuid.uuid4()
+    assert (await client.get(f"/api/v1/reports/{unknown}")).status_code == 404
+    assert (await client.get(f"/api/v1/reports/{unknown}/download")).status_code == 404

@@ -1,0 +1,81 @@
+"""Batches: a list of items processed by a job, with progress. `/api/v1/batches`."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from {{ cookiecutter.project_slug }}.api.fields import NO_NUL
+from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
+from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
+from {{ cookiecutter.project_slug }}.db import SessionDep
+from {{ cookiecutter.project_slug }}.models import Batch, BatchStatus
+from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.tasks.batches import process_batch
+
+router = APIRouter(prefix="/batches", tags=["batches"])
+
+
+class BatchCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
+    items: Annotated[list[Any], Field(min_length=1)]
+
+
+class BatchAccepted(BaseModel):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    status: BatchStatus
+
+
+class BatchPublic(BatchAccepted):
+    name: str
+    total_items: int
+    processed_items: int
+    failed_items: int
+    failures: list[dict[str, Any]]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={422: {"description": "No items, or more than MAX_BATCH_ITEMS"}},
+)
+async def create_batch(
+    payload: BatchCreate,
+    request: Request,
+    session: SessionDep,
+    jobs: JobQueueDep,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchAccepted:
+    """Store the items, then process them in the background."""
+    settings: Settings = request.app.state.settings
+    if len(payload.items) > settings.max_batch_items:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"{len(payload.items)} items: at most {settings.max_batch_items} per batch",
+        )
+    batch = Batch(name=payload.name, items=payload.items, total_items=len(payload.items))
+    job = process_batch.new_job(
+        batch_id=str(batch.id), idempotency_key=scoped("batches", idempotency_key)
+    )
+    batch.job_id = job.id
+    session.add(batch)
+    submitted = await jobs.submit(session, job)
+    if submitted.id != job.id:  # the key was used before: answer with what it made
+        batch = (await session.exec(select(Batch).where(Batch.job_id == submitted.id))).one()
+    return BatchAccepted(id=batch.id, job_id=submitted.id, status=batch.status)
+
+
+@router.get("/{batch_id}", responses={404: {"description": "No batch with this id"}})
+async def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchPublic:
+    batch = await session.get(Batch, batch_id)
+    if batch is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no batch with id {batch_id}")
+    return BatchPublic.model_validate(batch, from_attributes=True)
