@@ -66,3 +66,13 @@ def test_progress_is_saved_by_item_count_and_by_time() -> None:
     assert [by_count.due() for _ in range(7)] == [False, False, True, False, False, True, False]
     by_time = ProgressSaver(every_seconds=0, every_items=1_000_000)
     assert by_time.due()
+
+
+async def test_one_batch_per_idempotency_key(jobs: JobQueue, client: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "nightly-import"}
+    first, again = [
+        (await client.post("/api/v1/batches", json=body, headers=headers)).json()
+        for body in ({"name": "a", "items": [1]}, {"name": "b", "items": [2, 3]})
+    ]
+    assert (again["id"], again["job_id"]) == (first["id"], first["job_id"])
+    await wait_for(jobs, uuid.UUID(first["job_id"]), *FINISHED)

@@ -51,3 +51,13 @@ async def test_a_report_not_ready_gets_409_and_bad_requests_4xx(
     unknown = uuid.uuid4()
     assert (await client.get(f"/api/v1/reports/{unknown}")).status_code == 404
     assert (await client.get(f"/api/v1/reports/{unknown}/download")).status_code == 404
+
+
+async def test_one_report_per_idempotency_key(jobs: JobQueue, client: httpx.AsyncClient) -> None:
+    headers = {"Idempotency-Key": "monthly"}
+    body = {"kind": "batches_by_status_and_day"}
+    first, again = [
+        (await client.post("/api/v1/reports", json=body, headers=headers)).json() for _ in range(2)
+    ]
+    assert (again["id"], again["job_id"]) == (first["id"], first["job_id"])
+    await wait_for(jobs, uuid.UUID(first["job_id"]), *FINISHED)

@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from sqlmodel import select
 
 from {{ cookiecutter.project_slug }}.api.fields import NO_NUL
-from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
+from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.models import Batch, BatchStatus
@@ -65,12 +64,8 @@ async def create_batch(
     job = process_batch.new_job(
         batch_id=str(batch.id), idempotency_key=scoped("batches", idempotency_key)
     )
-    batch.job_id = job.id
-    session.add(batch)
-    submitted = await jobs.submit(session, job)
-    if submitted.id != job.id:  # the key was used before: answer with what it made
-        batch = (await session.exec(select(Batch).where(Batch.job_id == submitted.id))).one()
-    return BatchAccepted(id=batch.id, job_id=submitted.id, status=batch.status)
+    batch, job = await start(session, jobs, batch, job)
+    return BatchAccepted(id=batch.id, job_id=job.id, status=batch.status)
 
 
 @router.get("/{batch_id}", responses={404: {"description": "No batch with this id"}})

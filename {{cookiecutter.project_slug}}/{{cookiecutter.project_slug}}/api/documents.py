@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET
-from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
+from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.jobs import store
@@ -123,17 +123,14 @@ async def upload_document(
         size_bytes=upload.size,
     )
     job = process_document.new_job(document_id=str(document.id), idempotency_key=key)
-    document.job_id = job.id
-    session.add(document)
     try:
-        submitted = await jobs.submit(session, job)
+        stored, job = await start(session, jobs, document, job)
     except BaseException:
         await anyio.Path(path).unlink(missing_ok=True)  # no row, so no file either
         raise
-    if submitted.id != job.id:  # a request with the same key won the race
+    if stored is not document:  # a request with the same key won the race: keep its file
         await anyio.Path(path).unlink(missing_ok=True)
-        document = await made_by(session, submitted.id)
-    return DocumentAccepted(id=document.id, job_id=submitted.id, status=document.status)
+    return DocumentAccepted(id=stored.id, job_id=job.id, status=stored.status)
 
 
 @router.get("")

@@ -5,10 +5,9 @@ from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, EmailStr, Field
-from sqlmodel import select
 
 from {{ cookiecutter.project_slug }}.api.fields import NO_NUL, ONE_LINE
-from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
+from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.models import Email, EmailStatus
@@ -54,12 +53,8 @@ async def create_email(
         idempotency_key=scoped("emails", idempotency_key),
         max_attempts=settings.email_max_attempts,
     )
-    email.job_id = job.id
-    session.add(email)
-    submitted = await jobs.submit(session, job)
-    if submitted.id != job.id:  # the key was used before: answer with what it made
-        email = (await session.exec(select(Email).where(Email.job_id == submitted.id))).one()
-    return EmailAccepted(id=email.id, job_id=submitted.id, status=email.status)
+    email, job = await start(session, jobs, email, job)
+    return EmailAccepted(id=email.id, job_id=job.id, status=email.status)
 
 
 @router.get("/{email_id}", responses={404: {"description": "No email with this id"}})

@@ -1,9 +1,14 @@
 """The `Idempotency-Key` header: the same key on the same endpoint gives the same resource
 and job, however often, and however many requests race with it."""
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Header
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.models import Batch, Document, Email, Job, Report
 
 IdempotencyKey = Annotated[
     str | None,
@@ -19,3 +24,24 @@ IdempotencyKey = Annotated[
 def scoped(endpoint: str, key: str | None) -> str | None:
     """The job table's key for a client's key: one endpoint's keys never meet another's."""
     return None if key is None else f"{endpoint}:{key}"
+
+
+Started = TypeVar("Started", Email, Document, Batch, Report)
+
+
+async def start(
+    session: AsyncSession, jobs: JobQueue, row: Started, job: Job
+) -> tuple[Started, Job]:
+    """Commit `row` together with the job that works on it, then start the job.
+
+    When the job's idempotency key was used before, nothing is written: the row and job
+    that the key made are returned instead, also when requests race.
+    """
+    row.job_id = job.id
+    session.add(row)
+    submitted = await jobs.submit(session, job)
+    if submitted.id == job.id:
+        return row, job
+    model = type(row)
+    made = (await session.exec(select(model).where(model.job_id == submitted.id))).one()
+    return made, submitted

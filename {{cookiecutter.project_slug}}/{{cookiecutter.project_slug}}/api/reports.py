@@ -8,10 +8,9 @@ import anyio
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped
+from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.models import Report, ReportStatus
@@ -69,12 +68,8 @@ async def create_report(
     job = build_report.new_job(
         report_id=str(report.id), idempotency_key=scoped("reports", idempotency_key)
     )
-    report.job_id = job.id
-    session.add(report)
-    submitted = await jobs.submit(session, job)
-    if submitted.id != job.id:  # the key was used before: answer with what it made
-        report = (await session.exec(select(Report).where(Report.job_id == submitted.id))).one()
-    return ReportAccepted(id=report.id, job_id=submitted.id, status=report.status)
+    report, job = await start(session, jobs, report, job)
+    return ReportAccepted(id=report.id, job_id=job.id, status=report.status)
 
 
 @router.get("/{report_id}", responses=NOT_FOUND)
