@@ -7,6 +7,7 @@ CLEANUP_INTERVAL_SECONDS however many processes run.
 
 import logging
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import anyio
 from sqlmodel import col, delete, select
@@ -23,50 +24,44 @@ CHUNK = 500
 FINISHED = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 
-async def remove_file(storage: Storage, folder: str, stored_name: str | None) -> None:
-    if stored_name:
-        await anyio.Path(storage.path(folder, stored_name)).unlink(missing_ok=True)
+Expiring = TypeVar("Expiring", Document, Report)
+
+
+async def remove_expired(ctx: JobContext, model: type[Expiring], expired: Any, folder: str) -> int:
+    """Delete the rows matching `expired` and their files, a chunk at a time."""
+    storage, removed = Storage(ctx.settings.storage_dir), 0
+    while rows := (await ctx.session.exec(select(model).where(expired).limit(CHUNK))).all():
+        for row in rows:
+            if row.stored_name:  # files first: a row never points at a deleted file
+                await anyio.Path(storage.path(folder, row.stored_name)).unlink(missing_ok=True)
+        ids = [row.id for row in rows]
+        deleted = await ctx.session.exec(delete(model).where(col(model.id).in_(ids)))
+        await ctx.session.commit()
+        removed += deleted.rowcount  # another run may have taken some
+    return removed
 
 
 @task(timeout_seconds=3600, max_attempts=3)
 async def cleanup(ctx: JobContext) -> dict[str, int]:
-    settings, session, now = ctx.settings, ctx.session, utcnow()
-    storage = Storage(settings.storage_dir)
-    removed = {"documents": 0, "reports": 0, "jobs": 0}
-
+    settings, now = ctx.settings, utcnow()
     documents_before = now - timedelta(days=settings.document_retention_days)
-    while documents := (
-        await session.exec(
-            select(Document).where(col(Document.archived_at) < documents_before).limit(CHUNK)
-        )
-    ).all():
-        for document in documents:
-            await remove_file(storage, "documents", document.stored_name)
-        ids = [document.id for document in documents]
-        deleted = await session.exec(delete(Document).where(col(Document.id).in_(ids)))
-        await session.commit()
-        removed["documents"] += deleted.rowcount  # another run may have taken some
-
     reports_before = now - timedelta(days=settings.report_retention_days)
-    while reports := (
-        await session.exec(
-            select(Report).where(col(Report.completed_at) < reports_before).limit(CHUNK)
-        )
-    ).all():
-        for report in reports:
-            await remove_file(storage, "reports", report.stored_name)
-        ids = [report.id for report in reports]
-        deleted = await session.exec(delete(Report).where(col(Report.id).in_(ids)))
-        await session.commit()
-        removed["reports"] += deleted.rowcount
-
+    removed = {
+        "documents": await remove_expired(
+            ctx, Document, col(Document.archived_at) < documents_before, "documents"
+        ),
+        "reports": await remove_expired(
+            ctx, Report, col(Report.completed_at) < reports_before, "reports"
+        ),
+        "jobs": 0,
+    }
     jobs_before = now - timedelta(days=settings.job_retention_days)
     finished_long_ago = col(Job.status).in_(FINISHED) & (col(Job.finished_at) < jobs_before)
     while job_ids := (
-        await session.exec(select(Job.id).where(finished_long_ago).limit(CHUNK))
+        await ctx.session.exec(select(Job.id).where(finished_long_ago).limit(CHUNK))
     ).all():
-        deleted = await session.exec(delete(Job).where(col(Job.id).in_(job_ids)))
-        await session.commit()
+        deleted = await ctx.session.exec(delete(Job).where(col(Job.id).in_(job_ids)))
+        await ctx.session.commit()
         removed["jobs"] += deleted.rowcount
 
     logger.info(
