@@ -2,7 +2,6 @@
 down, retried, then failed with a clear error."""
 
 import email
-import socket
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.emails import MESSAGE_ID_DOMAIN
+from tests.processes import free_port
 from tests.test_emails import MESSAGE
 from tests.test_jobs import FINISHED, wait_for
 
@@ -28,13 +28,6 @@ class Inbox:
         assert isinstance(content, bytes)
         self.messages.append(email.message_from_bytes(content))
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class SmtpServer:

@@ -66,10 +66,6 @@ class Backend:
     def cancel(self, job_id: uuid.UUID) -> None:
         self.runner.cancel(job_id)
 
-    @property
-    def running(self) -> int:
-        return self.runner.running
-
     async def stop(self, grace_seconds: float) -> None:
         """Take no new jobs, let running ones finish within the grace, requeue the rest."""
         self._accepting = False

@@ -58,10 +58,6 @@ class Runner:
         self._stopping = False
         self._stopped = asyncio.Event()
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     def cancel(self, job_id: uuid.UUID) -> None:
         """Stop the job if this process runs it (it was cancelled, or lost its lease)."""
         if job_id in self._running:
