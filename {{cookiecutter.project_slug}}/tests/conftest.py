@@ -125,9 +125,16 @@ def redis_url() -> Iterator[str]:
 {%- endif %}
 
 
+@pytest.fixture(scope="session")
+def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One for the whole session: a process keeps its metrics in one directory for life."""
+    return tmp_path_factory.mktemp("metrics")
+
+
 @pytest.fixture
 def settings(
     migrated_database_url: str,
+    metrics_dir: Path,
 {%- if cookiecutter.job_backend == "rq" %}
     redis_url: str,
 {%- endif %}
@@ -144,6 +151,7 @@ def settings(
         rq_queue=f"test-{uuid.uuid4().hex}",
 {%- endif %}
         storage_dir=tmp_path / "storage",
+        metrics_dir=metrics_dir,
         max_upload_bytes=1024 * 1024,
         max_batch_items=1000,
         cleanup_interval_seconds=0,  # tests/test_cleanup.py turns it on

@@ -43,7 +43,9 @@ class Process:
             time.sleep(0.05)
 
     def kill(self) -> None:
-        self.popen.kill()
+        """SIGKILL to the process and any it started (uvicorn's worker processes): the
+        whole group, which would otherwise outlive the test."""
+        os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait()
 
     def terminate(self, timeout: float) -> int:
@@ -62,11 +64,17 @@ class Process:
 def environment(settings: Settings) -> dict[str, str]:
     """The settings as the environment variables a process reads them from."""
     values = {
-        name.upper(): value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        name.upper(): as_variable(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }
     return {**os.environ, **values}
+
+
+def as_variable(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(as_variable(item) for item in value)
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 @contextmanager
@@ -80,7 +88,12 @@ def running(
     """Start the command; kill it on the way out if the test has not stopped it."""
     with log.open("ab") as log_file:
         popen = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=environment(settings), stdout=log_file, stderr=log_file
+            command,
+            cwd=PROJECT_ROOT,
+            env=environment(settings),
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # a group of its own, so kill() reaches its children
         )
     # Only uvicorn has a URL here, and only uvicorn re-raises SIGTERM.
     process = Process(popen, log, lambda: is_up(process), url, sigterm_exit_is_clean=bool(url))
@@ -98,8 +111,9 @@ def free_port() -> int:
         return port
 
 
-def start_web(settings: Settings, log: Path) -> AbstractContextManager[Process]:
-    """`uvicorn` serving the app (with the test tasks) on a free port of 127.0.0.1."""
+def start_web(settings: Settings, log: Path, workers: int = 1) -> AbstractContextManager[Process]:
+    """`uvicorn` serving the app (with the test tasks) on a free port of 127.0.0.1, in
+    `workers` processes."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
 
@@ -110,7 +124,8 @@ def start_web(settings: Settings, log: Path) -> AbstractContextManager[Process]:
             return False
 
     command = [sys.executable, "-m", "uvicorn", "tests.app:app", "--host", "127.0.0.1"]
-    return running([*command, "--port", str(port)], settings, log, answers, url)
+    command += ["--port", str(port), "--workers", str(workers)]
+    return running(command, settings, log, answers, url)
 {%- if cookiecutter.job_backend == "rq" %}
 
 

@@ -1,6 +1,8 @@
 """Schema-driven fuzzing: requests generated from the service's own OpenAPI schema, valid
 and invalid, against the real service. None may get a 5xx."""
-
+{% if cookiecutter.job_backend == "rq" %}
+from contextlib import ExitStack
+{%- endif %}
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,25 @@ from schemathesis import GenerationMode
 from schemathesis.generation.case import Case
 
 from {{ cookiecutter.project_slug }}.settings import Settings
+{%- if cookiecutter.job_backend == "rq" %}
+from tests.processes import start_web, start_worker
+{%- else %}
 from tests.processes import start_web
+{%- endif %}
 
 EXAMPLES = 300
 
 
 def test_no_generated_request_gets_a_server_error(settings: Settings, tmp_path: Path) -> None:
+{%- if cookiecutter.job_backend == "rq" %}
+    # With a worker: the jobs the requests make run, and /health/ready has one to find.
+    with ExitStack() as stack:
+        worker = stack.enter_context(start_worker(settings, tmp_path / "worker.log"))
+        web = stack.enter_context(start_web(settings, tmp_path / "web.log"))
+        worker.wait_until_up()
+{%- else %}
     with start_web(settings, tmp_path / "web.log") as web:
+{%- endif %}
         web.wait_until_up()
         schema = schemathesis.openapi.from_url(f"{web.url}/openapi.json")
         requests = st.one_of(

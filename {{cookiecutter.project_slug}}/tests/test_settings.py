@@ -1,10 +1,6 @@
-import json
-import logging
-
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 
@@ -24,10 +20,18 @@ def test_an_invalid_setting_is_refused_with_its_name(monkeypatch: pytest.MonkeyP
         Settings()
 
 
-def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("INFO", "json")
-    logging.getLogger("test").info("hello %s", "world")
-    record = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
-    assert record["message"] == "hello world"
-    assert record["level"] == "INFO"
-    assert record["logger"] == "test"
+def test_api_keys_are_comma_separated_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", " key-one-secret , key-two-secret,")
+    settings = Settings()
+    assert [key.get_secret_value() for key in settings.api_keys] == [
+        "key-one-secret",
+        "key-two-secret",
+    ]
+    assert "secret" not in repr(settings)
+    assert "secret" not in str(settings.model_dump())
+
+
+def test_keys_for_metrics_need_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_REQUIRE_API_KEY", "true")
+    with pytest.raises(ValidationError, match="needs API_KEYS"):
+        Settings()

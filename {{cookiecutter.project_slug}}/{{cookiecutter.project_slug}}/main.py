@@ -1,13 +1,26 @@
 """The application: `uvicorn {{ cookiecutter.project_slug }}.main:app`."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task
-from {{ cookiecutter.project_slug }}.api import batches, documents, emails, health, jobs, reports
+from {{ cookiecutter.project_slug }} import (
+    metrics,
+    tasks,  # noqa: F401  # registers every task
+)
+from {{ cookiecutter.project_slug }}.api import (
+    batches,
+    documents,
+    emails,
+    health,
+    jobs,
+    reports,
+)
+from {{ cookiecutter.project_slug }}.api import metrics as metrics_api
+from {{ cookiecutter.project_slug }}.api.keys import ApiKeys, require_api_key, require_metrics_key
 from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.errors import (
@@ -16,16 +29,21 @@ from {{ cookiecutter.project_slug }}.jobs.errors import (
     JobsUnavailable,
 )
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
-from {{ cookiecutter.project_slug }}.observability import configure_logging
+from {{ cookiecutter.project_slug }}.observability import RequestContext, configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
 {%- if cookiecutter.job_backend != "rq" %}
 from {{ cookiecutter.project_slug }}.tasks.cleanup import schedules
 {%- endif %}
 
+logger = logging.getLogger(__name__)
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    if not settings.api_keys:
+        logger.warning("API_KEYS is not set: /api/v1 is open to anyone who can reach it")
+    metrics.configure(settings.metrics_dir)
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
@@ -69,15 +87,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_keys = ApiKeys(settings.api_keys)
+    app.add_middleware(RequestContext)
     app.add_exception_handler(JobNotFound, job_not_found)
     app.add_exception_handler(JobStateConflict, job_state_conflict)
     app.add_exception_handler(JobsUnavailable, jobs_unavailable)
     app.include_router(health.router)
-    app.include_router(jobs.router, prefix="/api/v1")
-    app.include_router(emails.router, prefix="/api/v1")
-    app.include_router(documents.router, prefix="/api/v1")
-    app.include_router(batches.router, prefix="/api/v1")
-    app.include_router(reports.router, prefix="/api/v1")
+    metrics_guard = [Depends(require_metrics_key)] if settings.metrics_require_api_key else []
+    app.include_router(metrics_api.router, dependencies=metrics_guard)
+    api_guard = [Depends(require_api_key)] if settings.api_keys else []
+    for router in (jobs.router, emails.router, documents.router, batches.router, reports.router):
+        app.include_router(router, dependencies=api_guard)
     return app
 
 

@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     report_retention_days: float = Field(default=7.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
+    # Comma-separated. When set, /api/v1 asks for one of them in X-API-Key; unset, it is open.
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    # Whether GET /metrics asks for an API key too (X-API-Key or `Authorization: Bearer`).
+    metrics_require_api_key: bool = False
+    # Where every process of this service on this host keeps its metric counts; /metrics
+    # adds them up. Files are reused by later processes, so they do not pile up.
+    metrics_dir: Path = Path("./metrics")
     job_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # A running job's claim; renewed every tenth of it. A job whose process died is run
     # again once its lease has expired.
@@ -57,6 +64,19 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(default=10, ge=1)
     job_pending_limit: int = Field(default=1000, ge=1)
 {%- endif %}
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def split_api_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def metrics_keys_need_keys(self) -> "Settings":
+        if self.metrics_require_api_key and not self.api_keys:
+            raise ValueError("METRICS_REQUIRE_API_KEY=true needs API_KEYS to be set")
+        return self
 
 
 @lru_cache

@@ -18,9 +18,12 @@ from typing import Any, TypeVar
 
 from rq import SimpleWorker
 
-from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task
+from {{ cookiecutter.project_slug }} import (
+    metrics,
+    tasks,  # noqa: F401  # registers every task
+)
 from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
-from {{ cookiecutter.project_slug }}.jobs.backend import Backend
+from {{ cookiecutter.project_slug }}.jobs.backend import WORKER_HEARTBEAT_SECONDS, Backend
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
@@ -47,20 +50,35 @@ class Executor:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
         self._services: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    def start(self) -> None:
+    def start(self, worker: SimpleWorker) -> None:
         self._thread.start()
         self.call(self.backend.start())
-        self._services = self.call(self._start_services())
+        self._services = self.call(self._start_services(worker))
 
-    async def _start_services(self) -> list[asyncio.Task[None]]:
+    async def _start_services(self, worker: SimpleWorker) -> list[asyncio.Task[None]]:
         return [
             asyncio.create_task(self.runner.keep_leases()),
             asyncio.create_task(self._poller.run()),
+            asyncio.create_task(self._keep_heartbeat(worker)),
         ]
+
+    async def _keep_heartbeat(self, worker: SimpleWorker) -> None:
+        # RQ's worker heartbeats only between jobs when it runs them in its own process,
+        # as here; health checks look for recent heartbeats, so this thread sends them.
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), WORKER_HEARTBEAT_SECONDS)
+            if self._stopping.is_set():
+                return
+            try:
+                await asyncio.to_thread(worker.heartbeat)
+            except Exception:
+                logger.warning("sending the worker's heartbeat failed; trying again", exc_info=True)
 
     def run(self, job_id: uuid.UUID) -> None:
         future = asyncio.run_coroutine_threadsafe(self.runner.run(job_id), self.loop)
@@ -79,6 +97,7 @@ class Executor:
         self.backend.redis.close()
 
     async def _stop(self) -> None:
+        self._stopping.set()
         self._poller.stop()
         await self.runner.stop(grace_seconds=0)
         await asyncio.gather(*self._services)
@@ -112,11 +131,12 @@ def main() -> None:
     global _executor
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    metrics.configure(settings.metrics_dir)
     _executor = Executor(settings)
-    _executor.start()
+    worker = Worker([_executor.backend.queue], connection=_executor.backend.redis)
+    worker.grace_seconds = settings.job_shutdown_grace_seconds
+    _executor.start(worker)
     try:
-        worker = Worker([_executor.backend.queue], connection=_executor.backend.redis)
-        worker.grace_seconds = settings.job_shutdown_grace_seconds
         worker.work(logging_level=settings.log_level)
     finally:
         _executor.stop()

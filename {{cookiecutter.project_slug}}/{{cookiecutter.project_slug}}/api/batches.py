@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
+from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.fields import NO_NUL
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
@@ -15,7 +16,7 @@ from {{ cookiecutter.project_slug }}.models import Batch, BatchStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.batches import process_batch
 
-router = APIRouter(prefix="/batches", tags=["batches"])
+router = APIRouter(prefix=f"{API_PREFIX}/batches", tags=["batches"])
 
 
 class BatchCreate(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
@@ -21,7 +22,7 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.storage import BadUpload, Storage, UploadTooLarge
 from {{ cookiecutter.project_slug }}.tasks.documents import process_document
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
 
 # Room for the multipart framing around the file, in the early Content-Length check.
 FRAMING_BYTES = 64 * 1024

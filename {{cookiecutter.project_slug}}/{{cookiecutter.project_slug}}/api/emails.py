@@ -6,6 +6,7 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, EmailStr, Field
 
+from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.fields import NO_NUL, ONE_LINE
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
@@ -14,7 +15,7 @@ from {{ cookiecutter.project_slug }}.models import Email, EmailStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.emails import send_email
 
-router = APIRouter(prefix="/emails", tags=["emails"])
+router = APIRouter(prefix=f"{API_PREFIX}/emails", tags=["emails"])
 
 
 class EmailCreate(BaseModel):

@@ -1,10 +1,120 @@
-"""Liveness: the process is up and serving."""
+"""Health: liveness, readiness and the state of the job queue. Always open: no API key."""
 
-from fastapi import APIRouter
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
-router = APIRouter(tags=["health"])
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel
+from sqlmodel import select
+
+from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs import store
+{%- if cookiecutter.job_backend == "rq" %}
+from {{ cookiecutter.project_slug }}.jobs.backend import WORKER_SEEN_SECONDS, WorkerSeen
+{%- endif %}
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+# A check that takes longer than this has failed: a load balancer should not wait on it.
+CHECK_TIMEOUT_SECONDS = 3.0
 
 
-@router.get("/health")
+class Readiness(BaseModel):
+    status: str
+    # Each check: "ok", or why it failed.
+    checks: dict[str, str]
+
+
+class JobsHealth(BaseModel):
+    backend: str
+    queued: int
+    running: int
+    failed_last_hour: int
+    # How long the job waiting longest since it came due has waited.
+    oldest_queued_seconds: float
+{%- if cookiecutter.job_backend == "rq" %}
+    # Workers on this service's queue heard from in the last minute.
+    workers: list[WorkerSeen]
+{%- endif %}
+
+
+def _sessionmaker(request: Request) -> SessionMaker:
+    sessionmaker: SessionMaker = request.app.state.sessionmaker
+    return sessionmaker
+
+
+@router.get("")
 async def health() -> dict[str, str]:
+    """Liveness: the process is up and serving."""
     return {"status": "ok"}
+
+
+async def _check(name: str, probe: Awaitable[T]) -> tuple[str, T | None]:
+    """("ok", the probe's result), or why it failed and None."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            return "ok", await probe
+    except TimeoutError:
+        return f"no answer within {CHECK_TIMEOUT_SECONDS:g} s", None
+    except Exception as error:
+        # The error's text can carry hosts and user names: it goes to the log, not the answer.
+        logger.warning("health check %s failed", name, exc_info=True)
+        return f"failed: {type(error).__name__}", None
+
+
+async def _select_one(sessionmaker: SessionMaker) -> None:
+    async with sessionmaker() as session:
+        await session.exec(select(1))
+
+
+@router.get(
+    "/ready",
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness}},
+)
+async def ready(
+    request: Request,
+    response: Response,
+{%- if cookiecutter.job_backend == "rq" %}
+    jobs: JobQueueDep,
+{%- endif %}
+) -> Readiness:
+    """Ready for traffic: the database answers{% if cookiecutter.job_backend == "rq" %}, Redis answers and a worker was heard from{% endif %}."""
+    checks = {"database": (await _check("database", _select_one(_sessionmaker(request))))[0]}
+{%- if cookiecutter.job_backend == "rq" %}
+    # Finding the workers asks Redis: that is the Redis check too.
+    checks["redis"], workers = await _check("redis", jobs.backend.workers())
+    if workers is None:
+        checks["workers"] = "unknown: Redis does not answer"
+    elif not workers:
+        checks["workers"] = f"no worker heard from in the last {WORKER_SEEN_SECONDS} s"
+    else:
+        checks["workers"] = "ok"
+{%- endif %}
+    if all(check == "ok" for check in checks.values()):
+        return Readiness(status="ready", checks=checks)
+    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Readiness(status="unavailable", checks=checks)
+
+
+@router.get("/jobs")
+async def jobs_health(request: Request, jobs: JobQueueDep) -> JobsHealth:
+    """The job queue as every process sees it: counts from the job table."""
+    async with _sessionmaker(request)() as session:
+        stats = await store.stats(session)
+    return JobsHealth(
+        backend=jobs.backend.name,
+        queued=stats.queued,
+        running=stats.running,
+        failed_last_hour=stats.failed_last_hour,
+        oldest_queued_seconds=round(stats.oldest_queued_seconds, 3),
+{%- if cookiecutter.job_backend == "rq" %}
+        workers=(await _check("redis", jobs.backend.workers()))[1] or [],
+{%- endif %}
+    )

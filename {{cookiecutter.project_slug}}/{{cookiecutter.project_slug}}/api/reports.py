@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
@@ -18,7 +19,7 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.storage import Storage
 from {{ cookiecutter.project_slug }}.tasks.reports import ReportKind, build_report
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(prefix=f"{API_PREFIX}/reports", tags=["reports"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No report with this id"}}
 
 

@@ -77,8 +77,9 @@ class Backend:
             if job_id in self._jobs:
                 continue
             # Scheduler.spawn waits while the pending queue is full; a request must not
-            # hang on it. The job stays queued in the table and the poller comes back.
-            if self.scheduler.pending_count >= self._pending_limit:
+            # hang on it, nor a poll that ends during shutdown spawn into a closed
+            # scheduler. The job stays queued in the table and is picked up later.
+            if not self._accepting or self.scheduler.pending_count >= self._pending_limit:
                 return
             self._jobs[job_id] = await self.scheduler.spawn(self._run(job_id))
 

@@ -12,6 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.registry import Task
@@ -75,10 +76,14 @@ class Poller:
                 logger.warning(
                     "found %d jobs whose process stopped mid-run: %d queued again, "
                     "%d failed (out of attempts)",
-                    requeued + failed,
-                    requeued,
-                    failed,
+                    len(requeued) + len(failed),
+                    len(requeued),
+                    len(failed),
                 )
+            for name in requeued:
+                metrics.job_counted(name, "retried")
+            for name in failed:
+                metrics.job_counted(name, "failed")
             for schedule in self._schedules:
                 await self._enqueue_periodic(schedule)
             slots = self._dispatcher.free_slots()

@@ -13,6 +13,7 @@ import uuid
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
@@ -56,6 +57,7 @@ class JobQueue:
             cancelled = await store.cancel(session, job_id)
         job = await self.get(job_id)
         if cancelled:
+            metrics.job_counted(job.name, "cancelled")
             self.backend.cancel(job_id)
         elif job.status != JobStatus.CANCELLED:
             raise JobStateConflict(

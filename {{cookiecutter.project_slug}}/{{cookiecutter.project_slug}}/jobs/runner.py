@@ -17,6 +17,9 @@ import time
 import uuid
 from typing import Any
 
+from structlog.contextvars import bound_contextvars, clear_contextvars
+
+from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.registry import (
@@ -82,9 +85,14 @@ class Runner:
             self._claiming.discard(current)
         if job is None:
             return
+        waited = (job.started_at or job.run_after) - job.run_after
+        metrics.job_started(job.name, waited.total_seconds())
         self._running[job_id] = (lease, current)
+        # Every line logged in the attempt names the job; not the request that started it.
+        clear_contextvars()
         try:
-            await self._attempt(job, lease)
+            with bound_contextvars(job_id=str(job.id), job_name=job.name, attempt=job.attempts):
+                await self._attempt(job, lease)
         finally:
             del self._running[job_id]
 
@@ -139,11 +147,12 @@ class Runner:
             if task is not None and retryable and job.attempts < job.max_attempts:
                 delay = retry_delay(task, job.attempts)
             async with self._sessionmaker() as session:
-                await store.record_failure(session, job.id, lease, failure, delay)
+                recorded = await store.record_failure(session, job.id, lease, failure, delay)
+            if recorded:
+                status = "failed" if delay is None else "retried"
+                metrics.job_ended(job.name, status, time.monotonic() - started)
             logger.warning(
-                "job %s %s attempt %d/%d failed: %s: %s; %s",
-                job.name,
-                job.id,
+                "job failed on attempt %d of %d: %s: %s; %s",
                 job.attempts,
                 job.max_attempts,
                 type(failure).__name__,
@@ -155,9 +164,9 @@ class Runner:
         async with self._sessionmaker() as session:
             recorded = await store.record_success(session, job.id, lease, result)
         if recorded:
-            logger.info(
-                "job %s %s succeeded in %.3f s", job.name, job.id, time.monotonic() - started
-            )
+            seconds = time.monotonic() - started
+            metrics.job_ended(job.name, "succeeded", seconds)
+            logger.info("job succeeded in %.3f s", seconds)
 
     def _progress_reporter(self, job_id: uuid.UUID, lease: str) -> ProgressReporter:
         last_write = 0.0

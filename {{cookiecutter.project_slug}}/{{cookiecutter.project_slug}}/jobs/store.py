@@ -8,11 +8,12 @@ Updates made by an executor also name its lease, so an executor that lost its le
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select, update
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
@@ -167,9 +168,10 @@ async def release(session: AsyncSession, leases: Collection[str]) -> int:
     return released.rowcount
 
 
-async def recover_expired_leases(session: AsyncSession) -> tuple[int, int]:
+async def recover_expired_leases(session: AsyncSession) -> tuple[list[str], list[str]]:
     """Requeue running jobs whose executor stopped renewing its lease (it crashed or was
-    killed), or fail them when that was their last attempt. Returns (requeued, failed)."""
+    killed), or fail them when that was their last attempt. Returns the names of the
+    jobs requeued and of those failed."""
     now = utcnow()
     expired = (col(Job.status) == JobStatus.RUNNING) & (col(Job.lease_expires_at) < now)
     # Each statement states its own attempts condition: a lease that expires between
@@ -185,14 +187,59 @@ async def recover_expired_leases(session: AsyncSession) -> tuple[int, int]:
             lease_expires_at=None,
             finished_at=now,
         )
+        .returning(col(Job.name))
     )
+    failed_names = list(failed.scalars())
     requeued = await session.exec(
         update(Job)
         .where(expired & (col(Job.attempts) < col(Job.max_attempts)))
         .values(status=JobStatus.QUEUED, run_after=now, lease_owner=None, lease_expires_at=None)
+        .returning(col(Job.name))
     )
+    requeued_names = list(requeued.scalars())
     await session.commit()
-    return requeued.rowcount, failed.rowcount
+    return requeued_names, failed_names
+
+
+@dataclass(frozen=True)
+class JobStats:
+    queued: int
+    running: int
+    failed_last_hour: int
+    # How long the job waiting longest since it came due has waited; 0 when none waits.
+    oldest_queued_seconds: float
+
+
+async def stats(session: AsyncSession) -> JobStats:
+    """The state of the queue, across every process, for health checks and metrics."""
+    now = utcnow()
+    by_status = dict(
+        (
+            await session.exec(
+                select(Job.status, func.count())
+                .where(col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                .group_by(col(Job.status))
+            )
+        ).all()
+    )
+    failed = await session.exec(
+        select(func.count()).where(
+            col(Job.status) == JobStatus.FAILED, col(Job.finished_at) >= now - timedelta(hours=1)
+        )
+    )
+    oldest = await session.exec(
+        select(func.min(Job.run_after)).where(
+            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= now
+        )
+    )
+    failed_last_hour, oldest_due = failed.one(), oldest.one()
+    await session.commit()
+    return JobStats(
+        queued=by_status.get(JobStatus.QUEUED, 0),
+        running=by_status.get(JobStatus.RUNNING, 0),
+        failed_last_hour=failed_last_hour,
+        oldest_queued_seconds=0.0 if oldest_due is None else (now - oldest_due).total_seconds(),
+    )
 
 
 async def due_job_ids(

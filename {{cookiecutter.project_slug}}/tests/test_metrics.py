@@ -1,0 +1,198 @@
+"""GET /metrics: Prometheus text that moves as jobs run and requests come in, correct
+however many processes serve{% if cookiecutter.job_backend == "rq" %} and work{% endif %}, parsed with the client's own parser."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
+from {{ cookiecutter.project_slug }}.settings import Settings
+from tests import tasks
+from tests.processes import start_web
+from tests.test_jobs import FINISHED, submit, wait_for, wait_for_note
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, metric: str, /, **labels: str) -> float:
+    return samples.get((metric, frozenset(labels.items())), 0.0)
+
+
+async def scrape(client: httpx.AsyncClient) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+async def wait_for_samples(
+    client: httpx.AsyncClient, ready: Callable[[Samples], bool], within: float = 10
+) -> Samples:
+    """Counts are written just after a job's row{% if cookiecutter.job_backend == "rq" %}, by the worker process{% endif %}: wait for them."""
+    deadline = time.monotonic() + within
+    while not ready(samples := await scrape(client)):
+        assert time.monotonic() < deadline, f"metrics did not move within {within} s"
+        await asyncio.sleep(0.05)
+    return samples
+
+
+async def test_job_outcomes_durations_and_waits_are_counted(
+    client: httpx.AsyncClient, jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    before = await scrape(client)
+    added = await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=2))
+    failing = await submit(jobs, sessionmaker, tasks.always_fail.new_job(message="no"))
+    napping = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
+    await wait_for_note(f"napping {napping.id}")
+    await jobs.cancel(napping.id)
+    for job in (added, failing, napping):
+        await wait_for(jobs, job.id, *FINISHED)
+
+    def moved(metric: str, /, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    expected = {
+        ("jobs_total", "add", "succeeded"): 1,
+        ("jobs_total", "always_fail", "retried"): 2,
+        ("jobs_total", "always_fail", "failed"): 1,
+        ("jobs_total", "nap", "cancelled"): 1,
+    }
+
+    def all_counted(samples: Samples) -> bool:
+        return all(
+            value(samples, metric, name=task, status=status)
+            - value(before, metric, name=task, status=status)
+            >= count
+            for (metric, task, status), count in expected.items()
+        )
+
+    after = await wait_for_samples(client, all_counted)
+    for (metric, task, status), count in expected.items():
+        assert moved(metric, name=task, status=status) == count, (task, status)
+    assert moved("job_duration_seconds_count", name="add") == 1
+    assert moved("job_duration_seconds_count", name="always_fail") == 3
+    assert moved("job_duration_seconds_sum", name="always_fail") > 0
+    # Every attempt waited once in the queue, the cancelled one's too.
+    assert moved("job_queue_wait_seconds_count", name="always_fail") == 3
+    assert moved("job_queue_wait_seconds_count", name="nap") == 1
+    assert moved("job_queue_wait_seconds_bucket", name="add", le="+Inf") == 1
+
+
+async def test_jobs_recovered_after_their_process_died_are_counted(
+    client: httpx.AsyncClient, jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    before = await scrape(client)
+    # Rows as a killed process leaves them: running, under a lease nobody renews.
+    rerun = tasks.add.new_job(a=1, b=1)
+    out_of_attempts = tasks.add.new_job(a=2, b=2)
+    for job, attempts in ((rerun, 1), (out_of_attempts, 2)):
+        job.status, job.attempts, job.max_attempts = JobStatus.RUNNING, attempts, 2
+        job.lease_owner = "killed-host:1:1"
+        job.lease_expires_at = utcnow() - timedelta(seconds=1)
+    async with sessionmaker() as session:
+        session.add_all([rerun, out_of_attempts])
+        await session.commit()
+    await wait_for(jobs, rerun.id, JobStatus.SUCCEEDED)
+    await wait_for(jobs, out_of_attempts.id, JobStatus.FAILED)
+    expected = {"retried": 1, "failed": 1, "succeeded": 1}
+
+    def moved(samples: Samples, status: str) -> float:
+        return value(samples, "jobs_total", name="add", status=status) - value(
+            before, "jobs_total", name="add", status=status
+        )
+
+    after = await wait_for_samples(
+        client, lambda samples: all(moved(samples, s) >= n for s, n in expected.items())
+    )
+    assert {status: moved(after, status) for status in expected} == expected
+
+
+async def test_queue_gauges_come_from_the_job_table(
+    client: httpx.AsyncClient, jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    later = tasks.add.new_job(a=1, b=1)
+    later.run_after = utcnow() + timedelta(days=1)
+    await submit(jobs, sessionmaker, later)
+    napping = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
+    await wait_for(jobs, napping.id, JobStatus.RUNNING)
+    samples = await scrape(client)
+    assert value(samples, "jobs_queued") == 1
+    assert value(samples, "jobs_running") == 1
+    # The queued job is not due: nothing waits.
+    assert value(samples, "jobs_oldest_queued_seconds") == 0
+{%- if cookiecutter.job_backend == "rq" %}
+    assert value(samples, "rq_workers") == 1
+{%- endif %}
+    await jobs.cancel(napping.id)
+    samples = await scrape(client)
+    assert value(samples, "jobs_running") == 0
+
+
+async def test_requests_are_counted_by_route_template(client: httpx.AsyncClient) -> None:
+    route = {"method": "GET", "route": "/api/v1/jobs/{job_id}", "status": "404"}
+    before = await scrape(client)
+    for _ in range(3):
+        assert (await client.get(f"/api/v1/jobs/{uuid.uuid4()}")).status_code == 404
+    assert (await client.get("/no/such/page")).status_code == 404
+    after = await scrape(client)
+
+    def moved(metric: str, /, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    assert moved("http_requests_total", **route) == 3
+    assert moved("http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert moved("http_request_duration_seconds_count", method="GET", route=route["route"]) == 3
+    # No raw path becomes a label: the ids would grow the metrics without bound.
+    routes = {dict(labels).get("route", "") for _, labels in after}
+    assert not any("-" in route for route in routes), routes
+
+
+def test_several_uvicorn_workers_report_the_same_totals_and_reuse_their_files(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"metrics_dir": tmp_path / "metrics"})
+    labels = {"method": "GET", "route": "/api/v1/jobs", "status": "200"}
+
+    def requests_counted() -> list[float]:
+        # A new connection each time: the kernel hands it to either process.
+        return [
+            value(parse(httpx.get(f"{web.url}/metrics").text), "http_requests_total", **labels)
+            for _ in range(10)
+        ]
+
+    with start_web(settings, tmp_path / "web.log", workers=2) as web:
+        web.wait_until_up()
+        for _ in range(100):
+            assert httpx.get(f"{web.url}/api/v1/jobs?limit=1").status_code == 200
+        assert requests_counted() == [100] * 10
+        assert web.terminate(timeout=30) == 0
+    files = sorted(path.name for path in settings.metrics_dir.glob("*.db"))
+    # Each process counts into the files of its own slot.
+    slots = {"counter_0.db", "counter_1.db", "histogram_0.db", "histogram_1.db"}
+    assert {"counter_0.db", "histogram_0.db"} <= set(files) <= slots, files
+
+    # Restarted, the processes take the slots of the dead ones: no new files, and the
+    # totals carry on rather than start again.
+    with start_web(settings, tmp_path / "web-2.log", workers=2) as web:
+        web.wait_until_up()
+        for _ in range(20):
+            assert httpx.get(f"{web.url}/api/v1/jobs?limit=1").status_code == 200
+        assert requests_counted() == [120] * 10
+        assert web.terminate(timeout=30) == 0
+    assert sorted(path.name for path in settings.metrics_dir.glob("*.db")) == files

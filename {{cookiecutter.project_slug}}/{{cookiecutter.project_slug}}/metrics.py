@@ -1,0 +1,158 @@
+"""Prometheus metrics, correct however many processes serve{% if cookiecutter.job_backend == "rq" %} and work{% endif %}.
+
+Counters and histograms use the client's multiprocess mode: each process writes its counts
+to files in `METRICS_DIR`, and `GET /metrics`, whichever process answers it, adds up the
+files of all of them. Files are named by slot, not by pid: a process takes the lowest slot
+no live process holds, so a restarted process carries on from a dead one's files and their
+number stays that of the processes running at once.
+
+Gauges that describe the queue (queued, running, oldest waiting) are read from the job
+table at scrape time: it is the one place that knows them for every process.
+"""
+
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+# Jobs last from milliseconds to an hour; waits in the queue as long.
+JOB_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# registry=None: these are exposed from the files, through render(), not a global registry.
+JOBS = Counter(
+    "jobs",
+    "Job outcomes: succeeded; failed (no attempt left); retried (an attempt failed and "
+    "another is queued); cancelled.",
+    ["name", "status"],
+    registry=None,
+)
+JOB_DURATION = Histogram(
+    "job_duration_seconds",
+    "How long job attempts ran, succeeded or failed.",
+    ["name"],
+    buckets=JOB_SECONDS_BUCKETS,
+    registry=None,
+)
+JOB_QUEUE_WAIT = Histogram(
+    "job_queue_wait_seconds",
+    "How long jobs waited, once due, until an executor started them.",
+    ["name"],
+    buckets=JOB_SECONDS_BUCKETS,
+    registry=None,
+)
+HTTP_REQUESTS = Counter(
+    "http_requests",
+    "HTTP requests by route template.",
+    ["method", "route", "status"],
+    registry=None,
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    ["method", "route"],
+    registry=None,
+)
+
+
+class _Slot:
+    """This process's slot: the lowest one whose lock no live process holds. The kernel
+    drops a lock when its process dies, however it dies."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._pid = 0
+        self._slot = 0
+        self._lock: IO[str] | None = None
+
+    def __call__(self) -> int:
+        # Called before every write: a forked child must not share its parent's files.
+        if self._pid != os.getpid():
+            self._slot, self._lock = self._claim()
+            self._pid = os.getpid()
+        return self._slot
+
+    def _claim(self) -> tuple[int, IO[str]]:
+        slot = 0
+        while True:
+            lock = (self._directory / f"slot-{slot}.lock").open("w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                slot += 1
+                continue
+            return slot, lock  # kept open: the lock lasts as long as the process
+
+
+@dataclass(frozen=True)
+class Gauge:
+    name: str
+    help: str
+    value: float
+
+
+class _Gauges(Collector):
+    def __init__(self, gauges: list[Gauge]) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        for gauge in self._gauges:
+            yield GaugeMetricFamily(gauge.name, gauge.help, value=gauge.value)
+
+
+_directory: Path | None = None
+
+
+def configure(directory: Path) -> None:
+    """Keep this process's counts under `directory`; once per process, at start-up."""
+    global _directory
+    directory = directory.resolve()
+    if _directory is not None:
+        if directory != _directory:
+            raise RuntimeError(f"this process keeps its metrics in {_directory} already")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    # The client opens each file in the directory this variable names.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.MultiProcessValue(_Slot(directory))  # type: ignore[no-untyped-call]  # untyped in the client
+    _directory = directory
+
+
+def render(gauges: list[Gauge]) -> bytes:
+    """The counts of every process sharing the directory, and `gauges`, as Prometheus text."""
+    if _directory is None:
+        raise RuntimeError("metrics.configure() has not been called in this process")
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(_directory))  # type: ignore[no-untyped-call]  # untyped in the client
+    registry.register(_Gauges(gauges))
+    return generate_latest(registry)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in HTTP_METHODS else "OTHER"
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+def job_started(name: str, waited_seconds: float) -> None:
+    JOB_QUEUE_WAIT.labels(name).observe(max(waited_seconds, 0.0))
+
+
+def job_ended(name: str, status: str, seconds: float) -> None:
+    """An attempt ended: succeeded, failed or retried."""
+    JOBS.labels(name, status).inc()
+    JOB_DURATION.labels(name).observe(seconds)
+
+
+def job_counted(name: str, status: str) -> None:
+    """An outcome that no attempt of this process measured: cancelled, or recovered after
+    its process died."""
+    JOBS.labels(name, status).inc()
