@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: lint test demo
+.PHONY: lint test bench demo
 
 $(VENV)/.installed: requirements.txt
 	uv venv --allow-existing --python ">=3.11" $(VENV)
@@ -18,6 +18,11 @@ lint: $(VENV)/.installed
 # Bake every combination, lint, type-check, install, migrate and run each one's tests.
 test: lint
 	$(BIN)/pytest
+
+# Every figure the README claims, next to its raw baseline: bench/results/latest.{md,json,png}.
+# Needs redis-server. Not part of `test` (figures are noisy); a smoke run with tiny counts is.
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py
 
 # Bake the default answers into build/demo and serve it on http://127.0.0.1:8000.
 demo: $(VENV)/.installed

@@ -1,0 +1,57 @@
+"""Baselines for the HTTP cases: a bare FastAPI app, on the baked project's own database
+code, models and request model, that does only the one thing measured and nothing else.
+
+  POST /api/v1/emails  validate and insert the email row (no job, no middleware)
+  POST /upload         stream the request body to a file, then delete it
+"""
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, status
+from job_service.api.emails import EmailCreate
+from job_service.db import SessionMaker, create_engine, create_sessionmaker
+from job_service.models import Email
+from job_service.settings import get_settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    engine = create_engine(get_settings().database_url)
+    app.state.sessionmaker = create_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.post("/api/v1/emails", status_code=status.HTTP_202_ACCEPTED)
+async def create_email(payload: EmailCreate, request: Request) -> dict[str, str]:
+    sessionmaker: SessionMaker = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        email = Email(**payload.model_dump())
+        session.add(email)
+        await session.commit()
+    return {"id": str(email.id)}
+
+
+@app.post("/upload")
+async def upload(request: Request) -> dict[str, int]:
+    storage = get_settings().storage_dir
+    storage.mkdir(parents=True, exist_ok=True)
+    path = Path(storage) / uuid.uuid4().hex
+    size = 0
+    with path.open("wb") as file:
+        async for chunk in request.stream():
+            file.write(chunk)
+            size += len(chunk)
+    path.unlink()
+    return {"size": size}

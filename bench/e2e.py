@@ -1,0 +1,148 @@
+"""End to end, in one process with the baked project importable: N jobs submitted one by
+one (a transaction each), timed until every one is `succeeded` in the job table. Prints
+jobs/s and the enqueue-to-finish latency percentiles as JSON.
+
+  service           the baked service's JobQueue and backend (for rq: the web side;
+                    workers run separately)
+  raw-create_task   the seed's pattern: insert the row, asyncio.create_task the body,
+                    which marks the row done
+  raw-aiojobs       the same on an aiojobs Scheduler with the service's concurrency
+  raw-rq            insert the row, Queue.enqueue a function that marks it done (run by
+                    stock `rq worker`s started separately)
+
+Usage: python bench/e2e.py MODE --jobs N
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import bench_tasks
+from job_service.db import SessionMaker, create_engine, create_sessionmaker
+from job_service.models import Job, JobStatus, utcnow
+from job_service.settings import Settings
+from sqlalchemy.engine import make_url
+from sqlmodel import col, func, select, update
+
+POLL_SECONDS = 0.01
+
+
+async def insert(sessionmaker: SessionMaker) -> uuid.UUID:
+    async with sessionmaker() as session:
+        job = Job(name="noop")
+        session.add(job)
+        await session.commit()
+        job_id: uuid.UUID = job.id
+        return job_id
+
+
+async def mark_done(sessionmaker: SessionMaker, job_id: uuid.UUID) -> None:
+    await bench_tasks.noop.function(None)
+    async with sessionmaker() as session:
+        await session.exec(
+            update(Job)
+            .where(col(Job.id) == job_id)
+            .values(status=JobStatus.SUCCEEDED, finished_at=utcnow())
+        )
+        await session.commit()
+
+
+async def wait_for_all(sessionmaker: SessionMaker, jobs: int) -> None:
+    done = select(func.count()).where(col(Job.status) == JobStatus.SUCCEEDED)
+    while True:
+        async with sessionmaker() as session:
+            if (await session.exec(done)).one() >= jobs:
+                return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def latencies(sessionmaker: SessionMaker) -> list[float]:
+    async with sessionmaker() as session:
+        rows = (await session.exec(select(Job.created_at, Job.finished_at))).all()
+    return [(finished - created).total_seconds() for created, finished in rows if finished]
+
+
+async def service(jobs: int) -> tuple[float, SessionMaker]:
+    from job_service.main import create_app
+
+    app = create_app(Settings())
+    async with app.router.lifespan_context(app):
+        queue, sessionmaker = app.state.jobs, app.state.sessionmaker
+        started = time.perf_counter()
+        for _ in range(jobs):
+            async with sessionmaker() as session:
+                await queue.submit(session, bench_tasks.noop.new_job())
+        await wait_for_all(sessionmaker, jobs)
+        return time.perf_counter() - started, sessionmaker
+
+
+async def raw(jobs: int, start: Callable[[Awaitable[None]], Awaitable[Any]]) -> float:
+    sessionmaker = create_sessionmaker(create_engine(Settings().database_url))
+    started = time.perf_counter()
+    for _ in range(jobs):
+        job_id = await insert(sessionmaker)
+        await start(mark_done(sessionmaker, job_id))
+    await wait_for_all(sessionmaker, jobs)
+    return time.perf_counter() - started
+
+
+async def raw_create_task(jobs: int) -> float:
+    running: set[asyncio.Task[None]] = set()
+
+    async def start(body: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(body)  # type: ignore[arg-type]
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return await raw(jobs, start)
+
+
+async def raw_aiojobs(jobs: int) -> float:
+    import aiojobs
+
+    scheduler = aiojobs.Scheduler(limit=10, pending_limit=jobs)
+    seconds = await raw(jobs, lambda body: scheduler.spawn(body))  # type: ignore[arg-type]
+    await scheduler.close()
+    return seconds
+
+
+async def raw_rq(jobs: int) -> float:
+    from redis import Redis
+    from rq import Queue
+
+    settings = Settings()
+    database = make_url(settings.database_url).database
+    sessionmaker = create_sessionmaker(create_engine(settings.database_url))
+    with Redis.from_url(settings.redis_url) as redis:
+        queue = Queue(settings.rq_queue, connection=redis)
+        started = time.perf_counter()
+        for _ in range(jobs):
+            job_id = await insert(sessionmaker)
+            queue.enqueue("rq_raw.mark_done", database, job_id.hex, result_ttl=0)
+        await wait_for_all(sessionmaker, jobs)
+        return time.perf_counter() - started
+
+
+async def main(mode: str, jobs: int) -> dict[str, float]:
+    if mode == "service":
+        seconds, _ = await service(jobs)
+    else:
+        runs = {"raw-create_task": raw_create_task, "raw-aiojobs": raw_aiojobs, "raw-rq": raw_rq}
+        seconds = await runs[mode](jobs)
+    sessionmaker = create_sessionmaker(create_engine(Settings().database_url))
+    waits = await latencies(sessionmaker)
+    cuts = statistics.quantiles(waits, n=100)
+    return {"jobs_per_second": jobs / seconds, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["service", "raw-create_task", "raw-aiojobs", "raw-rq"])
+    parser.add_argument("--jobs", type=int, default=1000)
+    options = parser.parse_args()
+    print(json.dumps(asyncio.run(main(options.mode, options.jobs))))

@@ -1,0 +1,441 @@
+"""`make bench`: every figure the template README claims, each next to its raw baseline
+measured in the same run, as medians of several runs with min and max.
+
+Bakes each backend's default project (SQLite) into a temporary folder and measures:
+
+  1. bake       rendering each project, against copying the template's files
+  2. enqueue    POST /api/v1/emails under a bounded load, against a bare endpoint that
+                inserts the same row
+  3. e2e        N jobs from submission until all are `succeeded`, against the raw
+                library running the same body with the same writes
+  4. batch      100,000 items through POST /api/v1/batches, against a plain loop over
+                the same item function
+  5. upload     a 1 GiB upload: MB/s and the server's peak memory, against a bare
+                endpoint that streams the body to a file
+  6. idle       start-up time to the first /health 200 and resident memory, against a
+                bare FastAPI app
+
+Writes bench/results/latest.md, latest.json and latest.png. Servers listen on 127.0.0.1
+and are stopped at the end. `--smoke` runs every case once with tiny counts, to keep the
+harness working; its figures mean nothing.
+
+Usage: python bench/run.py [--smoke] [--output bench/results]
+"""
+
+import argparse
+import json
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import report
+from harness import (
+    BACKENDS,
+    BENCH,
+    TEMPLATE,
+    Stats,
+    bake,
+    memory_kib,
+    migrated_database,
+    processes,
+    python,
+    redis_server,
+    serving,
+)
+from redis import Redis
+from rq import Worker
+
+
+@dataclass(frozen=True)
+class Counts:
+    bake_runs: int = 5
+    http_requests: int = 2000
+    http_concurrency: int = 16
+    http_runs: int = 3
+    jobs: int = 2000
+    rq_jobs: int = 500
+    rq_workers: int = 2
+    e2e_runs: int = 3
+    batch_items: int = 100_000
+    batch_runs: int = 3
+    upload_mib: int = 1024
+    upload_runs: int = 2
+    idle_runs: int = 3
+
+
+SMOKE = Counts(
+    bake_runs=1,
+    http_requests=20,
+    http_concurrency=4,
+    http_runs=1,
+    jobs=20,
+    rq_jobs=10,
+    e2e_runs=1,
+    batch_items=1000,
+    batch_runs=1,
+    upload_mib=2,
+    upload_runs=1,
+    idle_runs=1,
+)
+EMAIL = {"to": "ada@example.com", "subject": "Welcome", "body": "Hello, Ada."}
+Row = dict[str, Any]
+
+
+def runs(count: int, measure: Callable[[int], dict[str, float]]) -> dict[str, Stats]:
+    """Run `measure` `count` times; the statistics of each figure it returns."""
+    results = [measure(run) for run in range(count)]
+    return {key: Stats.of([result[key] for result in results]) for key in results[0]}
+
+
+class Bench:
+    def __init__(self, counts: Counts, work: Path) -> None:
+        self.counts = counts
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True)
+        self.projects = {backend: bake(backend, work / "projects") for backend in BACKENDS}
+        self.redis_url = ""
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def database(self, backend: str) -> str:
+        """A fresh database for one run: a copy of one migrated per backend."""
+        template = self.work / "db" / backend / "migrated.db"
+        if not template.exists():
+            migrated_database(self.projects[backend], template)
+        copy = template.with_name(f"{uuid.uuid4().hex}.db")
+        shutil.copyfile(template, copy)
+        return f"sqlite+aiosqlite:///{copy}"
+
+    def service_settings(self, backend: str) -> dict[str, str]:
+        settings = {
+            "DATABASE_URL": self.database(backend),
+            "JOB_PENDING_LIMIT": str(10 * self.counts.jobs),
+            "JOB_SHUTDOWN_GRACE_SECONDS": "1",
+            "STORAGE_DIR": str(self.work / "storage"),
+            "CLEANUP_INTERVAL_SECONDS": "0",
+        }
+        if backend == "rq":
+            settings |= {"REDIS_URL": self.redis_url, "RQ_QUEUE": f"bench-{uuid.uuid4().hex}"}
+        return settings
+
+    # ---- 1. bake ---------------------------------------------------------------------
+
+    def bake_case(self) -> list[Row]:
+        def timed(action: Callable[[Path], object]) -> Callable[[int], dict[str, float]]:
+            def measure(run: int) -> dict[str, float]:
+                target = self.work / "bake" / uuid.uuid4().hex
+                started = time.perf_counter()
+                action(target)
+                return {"ms": (time.perf_counter() - started) * 1000}
+
+            return measure
+
+        rows = [
+            {
+                "variant": backend,
+                **runs(self.counts.bake_runs, timed(partial(bake, backend))),
+            }
+            for backend in BACKENDS
+        ]
+        source = TEMPLATE / "{{cookiecutter.project_slug}}"
+        copy = timed(lambda target: shutil.copytree(source, target / "copy"))
+        rows.append(
+            {
+                "variant": "copy the template's files",
+                "baseline": True,
+                **runs(self.counts.bake_runs, copy),
+            }
+        )
+        return rows
+
+    # ---- 2. enqueue over HTTP --------------------------------------------------------
+
+    def load(self, url: str) -> dict[str, float]:
+        counts = self.counts
+        result: dict[str, float] = json.loads(
+            python(
+                self.projects["create_task"],
+                "load.py",
+                f"{url}/api/v1/emails",
+                "--requests",
+                str(counts.http_requests),
+                "--concurrency",
+                str(counts.http_concurrency),
+                "--body",
+                json.dumps(EMAIL),
+            )
+        )
+        if result.pop("failures"):
+            raise RuntimeError(f"requests to {url} failed")
+        return result
+
+    def enqueue_case(self) -> list[Row]:
+        def service(backend: str) -> Callable[[int], dict[str, float]]:
+            def measure(run: int) -> dict[str, float]:
+                project, log = self.projects[backend], self.log(f"enqueue-{backend}")
+                with serving(
+                    project, "job_service.main:app", log, **self.service_settings(backend)
+                ) as web:
+                    return self.load(web.url)
+
+            return measure
+
+        def bare(run: int) -> dict[str, float]:
+            project = self.projects["create_task"]
+            settings = {"DATABASE_URL": self.database("create_task")}
+            with serving(project, "bare_app:app", self.log("enqueue-bare"), **settings) as web:
+                return self.load(web.url)
+
+        rows: list[Row] = [
+            {"variant": backend, **runs(self.counts.http_runs, service(backend))}
+            for backend in BACKENDS
+        ]
+        rows.append(
+            {
+                "variant": "bare endpoint, same row",
+                "baseline": True,
+                **runs(self.counts.http_runs, bare),
+            }
+        )
+        return rows
+
+    # ---- 3. end to end ---------------------------------------------------------------
+
+    def e2e(self, backend: str, mode: str, jobs: int, settings: dict[str, str]) -> dict[str, float]:
+        output = python(self.projects[backend], "e2e.py", mode, "--jobs", str(jobs), **settings)
+        result: dict[str, float] = json.loads(output)
+        return result
+
+    def wait_for_workers(self, queue: str) -> None:
+        with Redis.from_url(self.redis_url) as redis:
+            deadline = time.monotonic() + 60
+            while len([w for w in Worker.all(connection=redis) if queue in w.queue_names()]) < (
+                self.counts.rq_workers
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the RQ workers did not start")
+                time.sleep(0.05)
+
+    def e2e_case(self) -> list[Row]:
+        rows: list[Row] = []
+        for backend in ("create_task", "aiojobs"):
+
+            def service(run: int, backend: str = backend) -> dict[str, float]:
+                return self.e2e(
+                    backend, "service", self.counts.jobs, self.service_settings(backend)
+                )
+
+            def raw(run: int, backend: str = backend) -> dict[str, float]:
+                settings = self.service_settings(backend)
+                return self.e2e(backend, f"raw-{backend}", self.counts.jobs, settings)
+
+            rows.append(
+                {
+                    "backend": backend,
+                    "jobs": self.counts.jobs,
+                    "service": runs(self.counts.e2e_runs, service),
+                    "baseline": runs(self.counts.e2e_runs, raw),
+                    "baseline_name": f"raw {backend}",
+                }
+            )
+
+        def rq(mode: str, command: Callable[[str], list[str]]) -> Callable[[int], dict[str, float]]:
+            def measure(run: int) -> dict[str, float]:
+                settings = self.service_settings("rq")
+                queue, log = settings["RQ_QUEUE"], self.log(f"e2e-{mode}")
+                project, count = self.projects["rq"], self.counts.rq_workers
+                # Started and registered before the clock starts.
+                with processes(project, command(queue), count, log, **settings):
+                    self.wait_for_workers(queue)
+                    return self.e2e("rq", mode, self.counts.rq_jobs, settings)
+
+            return measure
+
+        def ours(queue: str) -> list[str]:
+            return [sys.executable, str(BENCH / "rq_worker.py")]
+
+        def stock(queue: str) -> list[str]:
+            # RQ's own command line and its default, forking worker.
+            return [sys.executable, "-m", "rq.cli", "worker", "--url", self.redis_url, queue]
+
+        rows.append(
+            {
+                "backend": "rq",
+                "jobs": self.counts.rq_jobs,
+                "service": runs(self.counts.e2e_runs, rq("service", ours)),
+                "baseline": runs(self.counts.e2e_runs, rq("raw-rq", stock)),
+                "baseline_name": f"stock forking rq worker x{self.counts.rq_workers}",
+            }
+        )
+        return rows
+
+    # ---- 4. batch --------------------------------------------------------------------
+
+    def batch_case(self) -> Row:
+        project, items = self.projects["create_task"], self.counts.batch_items
+
+        def service(run: int) -> dict[str, float]:
+            settings = self.service_settings("create_task") | {"MAX_BATCH_ITEMS": str(items)}
+            with serving(project, "job_service.main:app", self.log("batch"), **settings) as web:
+                payload = {"name": "bench", "items": [f"item-{index}" for index in range(items)]}
+                started = time.perf_counter()
+                accepted = httpx.post(f"{web.url}/api/v1/batches", json=payload, timeout=120)
+                accepted.raise_for_status()
+                batch_url = f"{web.url}/api/v1/batches/{accepted.json()['id']}"
+                while (batch := httpx.get(batch_url).json())["completed_at"] is None:
+                    time.sleep(0.01)
+                wall = time.perf_counter() - started
+            if batch["processed_items"] != items:
+                raise RuntimeError(f"the batch processed {batch['processed_items']} of {items}")
+            processing = datetime.fromisoformat(batch["completed_at"]) - datetime.fromisoformat(
+                batch["started_at"]
+            )
+            return {"processing_seconds": processing.total_seconds(), "wall_seconds": wall}
+
+        def raw(run: int) -> dict[str, float]:
+            result: dict[str, float] = json.loads(
+                python(project, "batch.py", "--items", str(items))
+            )
+            return result
+
+        measured = runs(self.counts.batch_runs, service)
+        baseline = runs(self.counts.batch_runs, raw)
+        overhead = (measured["processing_seconds"].median / baseline["seconds"].median - 1) * 100
+        return {
+            "items": items,
+            "service": measured,
+            "baseline": baseline,
+            "overhead_percent": overhead,
+        }
+
+    # ---- 5. upload -------------------------------------------------------------------
+
+    def upload_case(self) -> list[Row]:
+        project, mib = self.projects["create_task"], self.counts.upload_mib
+
+        def upload(app: str, path: str) -> Callable[[int], dict[str, float]]:
+            def measure(run: int) -> dict[str, float]:
+                settings = self.service_settings("create_task") | {
+                    "MAX_UPLOAD_BYTES": str((mib + 1) * 1024 * 1024)
+                }
+                with serving(project, app, self.log("upload"), **settings) as web:
+                    sent = json.loads(
+                        python(project, "upload.py", f"{web.url}{path}", "--mib", str(mib))
+                    )
+                    if sent["status"] >= 400:
+                        raise RuntimeError(f"the upload to {app} got {sent['status']}")
+                    peak = memory_kib(web.process.pid, "VmHWM") / 1024
+                return {"mb_per_second": mib * 1.048576 / sent["seconds"], "peak_rss_mib": peak}
+
+            return measure
+
+        return [
+            {
+                "variant": "service",
+                **runs(
+                    self.counts.upload_runs, upload("job_service.main:app", "/api/v1/documents")
+                ),
+            },
+            {
+                "variant": "bare endpoint, body to a file",
+                "baseline": True,
+                **runs(self.counts.upload_runs, upload("bare_app:app", "/upload")),
+            },
+        ]
+
+    # ---- 6. idle ---------------------------------------------------------------------
+
+    def idle_case(self) -> list[Row]:
+        def idle(backend: str, app: str) -> Callable[[int], dict[str, float]]:
+            def measure(run: int) -> dict[str, float]:
+                settings = self.service_settings(backend)
+                with serving(self.projects[backend], app, self.log("idle"), **settings) as web:
+                    time.sleep(1)
+                    rss = memory_kib(web.process.pid, "VmRSS") / 1024
+                    return {"startup_seconds": web.started_seconds, "rss_mib": rss}
+
+            return measure
+
+        rows: list[Row] = [
+            {
+                "variant": backend,
+                **runs(self.counts.idle_runs, idle(backend, "job_service.main:app")),
+            }
+            for backend in BACKENDS
+        ]
+        rows.append(
+            {
+                "variant": "bare FastAPI app",
+                "baseline": True,
+                **runs(self.counts.idle_runs, idle("create_task", "bare_app:app")),
+            }
+        )
+        return rows
+
+    def all(self) -> dict[str, Any]:
+        with redis_server(self.log("redis")) as self.redis_url:
+            cases: dict[str, Any] = {}
+            for name, case in (
+                ("bake", self.bake_case),
+                ("enqueue", self.enqueue_case),
+                ("e2e", self.e2e_case),
+                ("batch", self.batch_case),
+                ("upload", self.upload_case),
+                ("idle", self.idle_case),
+            ):
+                started = time.perf_counter()
+                cases[name] = case()
+                print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+        return cases
+
+
+def as_json(value: Any) -> Any:
+    if isinstance(value, Stats):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [as_json(item) for item in value]
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, one run each")
+    parser.add_argument("--output", type=Path, default=TEMPLATE / "bench" / "results")
+    options = parser.parse_args()
+    counts = SMOKE if options.smoke else Counts()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        cases = Bench(counts, Path(work)).all()
+    results = {
+        "command": "make bench" if not options.smoke else "python bench/run.py --smoke",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "seconds": round(time.perf_counter() - started, 1),
+        "smoke": options.smoke,
+        "counts": asdict(counts),
+        "machine": report.machine(),
+        "sqlite": sqlite3.sqlite_version,
+        "cases": as_json(cases),
+    }
+    options.output.mkdir(parents=True, exist_ok=True)
+    (options.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (options.output / "latest.md").write_text(report.markdown(results))
+    report.chart(results, options.output / "latest.png")
+    print(f"wrote {options.output}/latest.md, latest.json and latest.png")
+
+
+if __name__ == "__main__":
+    main()

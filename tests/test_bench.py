@@ -1,0 +1,50 @@
+"""The benchmark harness, run with tiny counts so that it cannot rot: every case runs
+against real servers and the report is written. The figures are not judged: timings never
+decide a test."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TEMPLATE_DIR, require_binary
+
+CASES = {"bake", "enqueue", "e2e", "batch", "upload", "idle"}
+
+
+def numbers(value: object) -> list[float]:
+    if isinstance(value, dict):
+        return [number for item in value.values() for number in numbers(item)]
+    if isinstance(value, list):
+        return [number for item in value for number in numbers(item)]
+    return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -> None:
+    require_binary("redis-server")
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--output", str(tmp_path)],
+        cwd=TEMPLATE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    cases = results["cases"]
+    assert set(cases) == CASES
+    assert [row["backend"] for row in cases["e2e"]] == ["create_task", "aiojobs", "rq"]
+    # Every case has its baseline beside it.
+    for case in ("bake", "enqueue", "upload", "idle"):
+        assert sum(bool(row.get("baseline")) for row in cases[case]) == 1, case
+    assert all("jobs_per_second" in row["baseline"] for row in cases["e2e"])
+    # Every figure was measured: times, rates and sizes are all above zero.
+    measured = numbers({name: case for name, case in cases.items() if name != "batch"})
+    assert measured
+    assert all(number > 0 for number in measured)
+    assert cases["batch"]["service"]["processing_seconds"]["median"] > 0
+    report = (tmp_path / "latest.md").read_text()
+    for heading in ("## 1. Bake", "## 2. Enqueue", "## 3. End to end", "## 6. Idle"):
+        assert heading in report
+    assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
