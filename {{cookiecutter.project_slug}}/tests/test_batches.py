@@ -1,5 +1,6 @@
 """`/api/v1/batches`: items processed by a job, failures recorded, progress resumable."""
 
+import time
 import uuid
 
 import httpx
@@ -61,10 +62,12 @@ async def test_empty_and_oversized_batches_get_422(
     assert (await client.get("/api/v1/batches/42")).status_code == 422
 
 
-def test_progress_is_saved_by_item_count_and_by_time() -> None:
-    by_count = ProgressSaver(every_seconds=3600, every_items=3)
-    assert [by_count.due() for _ in range(7)] == [False, False, True, False, False, True, False]
-    by_time = ProgressSaver(every_seconds=0, every_items=1_000_000)
+def test_chunks_grow_while_items_are_quick_and_shrink_when_slow() -> None:
+    saver = ProgressSaver(every_seconds=3600, chunk_seconds=0.05)
+    assert [saver.due() or saver.chunk for _ in range(4)] == [2, 4, 8, 16]
+    time.sleep(0.06)  # a chunk that took longer than chunk_seconds
+    assert (saver.due(), saver.chunk) == (False, 8)
+    by_time = ProgressSaver(every_seconds=0)
     assert by_time.due()
 
 

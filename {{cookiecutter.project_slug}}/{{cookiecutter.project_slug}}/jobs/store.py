@@ -65,11 +65,11 @@ async def claim(
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             started_at=now,
         )
+        # The claimed row comes back with the UPDATE: no SELECT after it.
+        .returning(Job)
+        .execution_options(populate_existing=True)
     )
-    if claimed.rowcount != 1:
-        await session.rollback()
-        return None
-    job = await get(session, job_id)
+    job: Job | None = claimed.scalars().first()
     await session.commit()
     return job
 

@@ -3,6 +3,7 @@
 Replace `process_item` with your own work; the rest stays as it is.
 """
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, PermanentJobError, task
 from {{ cookiecutter.project_slug }}.models import Batch, BatchStatus, utcnow
 
-# Progress is written at most once a second, and at least every this many items.
+# Progress is written about once a second: a rerun redoes at most about a second of work.
 SAVE_EVERY_SECONDS = 1.0
-SAVE_EVERY_ITEMS = 10_000
+# Items run in chunks of about this long. The clock is read, and the event loop's other
+# tasks (requests, a cancellation) get their turn, between chunks rather than items.
+CHUNK_SECONDS = 0.01
 # Failures beyond this many are counted but not itemised.
 MAX_RECORDED_FAILURES = 100
 
@@ -32,17 +35,24 @@ async def process_item(item: Any) -> None:
 
 
 class ProgressSaver:
-    """Decides when progress is due to be written: by time and by item count."""
+    """Sizes the chunks of items run between checks, and decides when progress is due."""
 
-    def __init__(self, every_seconds: float, every_items: int) -> None:
-        self.every_seconds, self.every_items = every_seconds, every_items
-        self._saved_at, self._items_since = time.monotonic(), 0
+    def __init__(self, every_seconds: float, chunk_seconds: float = CHUNK_SECONDS) -> None:
+        self.every_seconds, self.chunk_seconds = every_seconds, chunk_seconds
+        # One item at first, so that slow items never make a long chunk.
+        self.chunk = 1
+        self._saved_at = self._checked_at = time.monotonic()
 
     def due(self) -> bool:
-        self._items_since += 1
+        """Call after each chunk: sizes the next one; True when progress is to be saved."""
         now = time.monotonic()
-        if self._items_since >= self.every_items or now - self._saved_at >= self.every_seconds:
-            self._saved_at, self._items_since = now, 0
+        if now - self._checked_at < self.chunk_seconds:
+            self.chunk *= 2
+        elif self.chunk > 1:
+            self.chunk //= 2
+        self._checked_at = now
+        if now - self._saved_at >= self.every_seconds:
+            self._saved_at = now
             return True
         return False
 
@@ -71,17 +81,21 @@ async def run(ctx: JobContext, batch: Batch) -> None:
     await ctx.session.commit()
     # Resume where the last attempt saved its progress: earlier items are done.
     processed, failed, failures = batch.processed_items, batch.failed_items, list(batch.failures)
-    saver = ProgressSaver(SAVE_EVERY_SECONDS, SAVE_EVERY_ITEMS)
-    for index in range(processed, batch.total_items):
-        try:
-            await process_item(batch.items[index])
-        except Exception as error:
-            failed += 1
-            if len(failures) < MAX_RECORDED_FAILURES:
-                failures.append({"index": index, "error": f"{type(error).__name__}: {error}"})
-        processed = index + 1
+    items, saver = batch.items, ProgressSaver(SAVE_EVERY_SECONDS)
+    while processed < batch.total_items:
+        end = min(processed + saver.chunk, batch.total_items)
+        for index in range(processed, end):
+            try:
+                await process_item(items[index])
+            except Exception as error:
+                failed += 1
+                if len(failures) < MAX_RECORDED_FAILURES:
+                    failures.append({"index": index, "error": f"{type(error).__name__}: {error}"})
+        processed = end
         if saver.due():
             await save(ctx, batch, processed, failed, failures)
+        else:
+            await asyncio.sleep(0)  # items that never await would hold the loop
     batch.status = BatchStatus.COMPLETED_WITH_ERRORS if failed else BatchStatus.COMPLETED
     batch.completed_at = utcnow()
     await save(ctx, batch, processed, failed, failures)
