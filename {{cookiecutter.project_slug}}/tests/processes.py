@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,4 +137,20 @@ def start_worker(settings: Settings, log: Path) -> AbstractContextManager[Proces
             return any(w.pid == worker.popen.pid for w in Worker.all(connection=redis))
 
     return running([sys.executable, "-m", "tests.worker"], settings, log, registered)
+{%- endif %}
+
+
+@contextmanager
+def start_service(settings: Settings, folder: Path) -> Iterator[list[Process]]:
+    """The whole service, up and logging into `folder`: uvicorn first{% if cookiecutter.job_backend == "rq" %}, then a worker{% endif %}."""
+    with ExitStack() as stack:
+        web = stack.enter_context(start_web(settings, folder / "web.log"))
+{%- if cookiecutter.job_backend == "rq" %}
+        worker = stack.enter_context(start_worker(settings, folder / "worker.log"))
+        worker.wait_until_up()
+        web.wait_until_up()
+        yield [web, worker]
+{%- else %}
+        web.wait_until_up()
+        yield [web]
 {%- endif %}

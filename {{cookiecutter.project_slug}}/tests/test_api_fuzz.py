@@ -1,8 +1,6 @@
 """Schema-driven fuzzing: requests generated from the service's own OpenAPI schema, valid
 and invalid, against the real service. None may get a 5xx."""
-{% if cookiecutter.job_backend == "rq" %}
-from contextlib import ExitStack
-{%- endif %}
+
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,7 @@ from schemathesis import GenerationMode
 from schemathesis.generation.case import Case
 
 from {{ cookiecutter.project_slug }}.settings import Settings
-{%- if cookiecutter.job_backend == "rq" %}
-from tests.processes import start_web, start_worker
-{%- else %}
-from tests.processes import start_web
-{%- endif %}
+from tests.processes import start_service
 
 EXAMPLES = 300
 
@@ -26,14 +20,9 @@ EXAMPLES = 300
 def test_no_generated_request_gets_a_server_error(settings: Settings, tmp_path: Path) -> None:
 {%- if cookiecutter.job_backend == "rq" %}
     # With a worker: the jobs the requests make run, and /health/ready has one to find.
-    with ExitStack() as stack:
-        worker = stack.enter_context(start_worker(settings, tmp_path / "worker.log"))
-        web = stack.enter_context(start_web(settings, tmp_path / "web.log"))
-        worker.wait_until_up()
-{%- else %}
-    with start_web(settings, tmp_path / "web.log") as web:
 {%- endif %}
-        web.wait_until_up()
+    with start_service(settings, tmp_path) as service:
+        web = service[0]
         schema = schemathesis.openapi.from_url(f"{web.url}/openapi.json")
         requests = st.one_of(
             schema.as_strategy(GenerationMode.POSITIVE),
@@ -54,4 +43,5 @@ def test_no_generated_request_gets_a_server_error(settings: Settings, tmp_path: 
                 server_errors.append(f"{case.method} {case.formatted_path}: {response.text}")
 
         answer()
-        assert not server_errors, "\n".join(server_errors[:10]) + f"\n\n{web.output()}"
+        logs = "".join(process.output() for process in service)
+        assert not server_errors, "\n".join(server_errors[:10]) + f"\n\n{logs}"

@@ -3,7 +3,6 @@ as configured; no key or password is ever written to a log or an answer."""
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -16,11 +15,7 @@ from sqlalchemy import make_url
 
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings
-{%- if cookiecutter.job_backend == "rq" %}
-from tests.processes import free_port, start_web, start_worker
-{%- else %}
-from tests.processes import free_port, start_web
-{%- endif %}
+from tests.processes import free_port, start_service
 from tests.test_emails import MESSAGE
 from tests.test_logs import wait_until_finished
 
@@ -122,13 +117,8 @@ def test_no_secret_reaches_a_log_or_an_answer(settings: Settings, tmp_path: Path
     settings = settings.model_copy(update=update)
     key = {"X-API-Key": KEYS[0].get_secret_value()}
     answers = []
-    with ExitStack() as stack:
-        web = stack.enter_context(start_web(settings, tmp_path / "web.log"))
-{%- if cookiecutter.job_backend == "rq" %}
-        worker = stack.enter_context(start_worker(settings, tmp_path / "worker.log"))
-        worker.wait_until_up()
-{%- endif %}
-        web.wait_until_up()
+    with start_service(settings, tmp_path) as service:
+        web = service[0]
         sent = httpx.post(f"{web.url}/api/v1/emails", json=MESSAGE, headers=key)
         assert sent.status_code == 202, sent.text
         wait_until_finished(web.url, uuid.UUID(sent.json()["job_id"]), key)
@@ -143,13 +133,9 @@ def test_no_secret_reaches_a_log_or_an_answer(settings: Settings, tmp_path: Path
             httpx.get(f"{web.url}/metrics"),
         ):
             answers.append(f"{response.status_code} {response.headers} {response.text}")
-        assert web.terminate(timeout=30) == 0
-{%- if cookiecutter.job_backend == "rq" %}
-        assert worker.terminate(timeout=30) == 0
-    logs = web.output() + worker.output()
-{%- else %}
-    logs = web.output()
-{%- endif %}
+        for process in service:
+            assert process.terminate(timeout=30) == 0
+    logs = "".join(process.output() for process in service)
     # The job did fail on the missing server, and said so in the log.
     assert "ConnectionRefusedError" in logs or "SMTPConnectError" in logs, logs
     for secret in secrets:

@@ -8,7 +8,6 @@ import logging
 import re
 import time
 import uuid
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,7 @@ from {{ cookiecutter.project_slug }}.models import Job
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
-{%- if cookiecutter.job_backend == "rq" %}
-from tests.processes import Process, start_web, start_worker
-{%- else %}
-from tests.processes import Process, start_web
-{%- endif %}
+from tests.processes import Process, start_service
 from tests.test_emails import MESSAGE
 
 
@@ -63,13 +58,8 @@ def wait_until_finished(
 def test_json_lines_carry_the_request_id_and_the_job(settings: Settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"log_format": "json"})
     failing = tasks.always_fail.new_job(message="disk full", max_attempts=1)
-    with ExitStack() as stack:
-        web = stack.enter_context(start_web(settings, tmp_path / "web.log"))
-{%- if cookiecutter.job_backend == "rq" %}
-        worker = stack.enter_context(start_worker(settings, tmp_path / "worker.log"))
-        worker.wait_until_up()
-{%- endif %}
-        web.wait_until_up()
+    with start_service(settings, tmp_path) as service:
+        web = service[0]
         sent = httpx.post(
             f"{web.url}/api/v1/emails", json=MESSAGE, headers={"X-Request-ID": "checkout-42"}
         )
@@ -83,13 +73,9 @@ def test_json_lines_carry_the_request_id_and_the_job(settings: Settings, tmp_pat
         email_job = uuid.UUID(sent.json()["job_id"])
         wait_until_finished(web.url, email_job)
         wait_until_finished(web.url, failing.id)
-        assert web.terminate(timeout=30) == 0
-{%- if cookiecutter.job_backend == "rq" %}
-        assert worker.terminate(timeout=30) == 0
-    records = json_lines(web) + json_lines(worker)
-{%- else %}
-    records = json_lines(web)
-{%- endif %}
+        for process in service:
+            assert process.terminate(timeout=30) == 0
+    records = [record for process in service for record in json_lines(process)]
 
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
     requested = [record for record in records if record.get("request_id") == "checkout-42"]
