@@ -1,5 +1,6 @@
 """The job contract, the same on every backend: results, retries with backoff, timeouts,
-idempotency, cancellation, retry, recovery after a crash, and periodic jobs."""
+idempotency, cancellation, retry, recovery after a crash, periodic jobs, and submitting
+many jobs at once."""
 
 import asyncio
 import math
@@ -8,9 +9,16 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
+{%- if cookiecutter.job_backend != "rq" %}
+from sqlalchemy import Connection, event
+{%- endif %}
 from sqlmodel import col, func, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
+{%- if cookiecutter.job_backend != "rq" %}
+from {{ cookiecutter.project_slug }}.jobs import store
+{%- endif %}
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
@@ -188,3 +196,87 @@ async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
     assert 4 <= len(enqueued) <= math.ceil(elapsed / 0.25) + 1
     for job in enqueued:
         assert (await wait_for(jobs, job.id, *FINISHED)).result == 3
+
+
+async def test_submit_many_commits_the_jobs_with_the_session_and_runs_them(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker() as session:
+        submitted = await jobs.submit_many(
+            session, [tasks.add.new_job(a=n, b=1) for n in range(30)]
+        )
+    done = [await wait_for(jobs, job.id, *FINISHED) for job in submitted]
+    assert [(job.status, job.result) for job in done] == [
+        (JobStatus.SUCCEEDED, n + 1) for n in range(30)
+    ]
+
+
+async def test_submit_many_refuses_idempotency_keys_and_writes_nothing(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    keyed = tasks.add.new_job(idempotency_key=f"order-{uuid.uuid4()}", a=1, b=1)
+    async with sessionmaker() as session:
+        with pytest.raises(ValueError, match="without idempotency keys"):
+            await jobs.submit_many(session, [tasks.add.new_job(a=1, b=1), keyed])
+        count = select(func.count()).select_from(Job).where(Job.name == tasks.add.name)
+        assert (await session.exec(count)).one() == 0
+{%- if cookiecutter.job_backend != "rq" %}
+
+
+async def test_jobs_running_at_once_share_their_claim_and_result_transactions(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    engine = sessionmaker.kw["bind"].sync_engine
+    claims = 0
+    # Connections whose open transaction records a result, and those transactions' count.
+    recording: set[Connection] = set()
+    result_transactions = 0
+
+    def executed(connection: Connection, _c: object, statement: str, *_: object) -> None:
+        nonlocal claims
+        if statement.startswith("UPDATE job SET"):
+            claims += "job.attempts +" in statement
+            if "result=" in statement:
+                recording.add(connection)
+
+    def committed(connection: Connection) -> None:
+        nonlocal result_transactions
+        if connection in recording:
+            recording.discard(connection)
+            result_transactions += 1
+
+    event.listen(engine, "before_cursor_execute", executed)
+    event.listen(engine, "commit", committed)
+    try:
+        async with sessionmaker() as session:
+            submitted = await jobs.submit_many(
+                session, [tasks.add.new_job(a=n, b=n) for n in range(50)]
+            )
+        for job in submitted:
+            assert (await wait_for(jobs, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+        event.remove(engine, "commit", committed)
+    # One claim and one result transaction per job would be 50 of each.
+    assert 1 <= claims < 25
+    assert 1 <= result_transactions < 25
+
+
+async def test_a_job_cancelled_while_others_share_its_lease_stops_alone(
+    jobs: JobQueue, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker() as session:
+        cancelled, kept = await jobs.submit_many(
+            session, [tasks.nap.new_job(seconds=60), tasks.nap.new_job(seconds=1)]
+        )
+    for job in (cancelled, kept):
+        await wait_for_note(f"napping {job.id}")
+    leases = {(await jobs.get(job.id)).lease_owner for job in (cancelled, kept)}
+    assert len(leases) == 1, "claimed together, the two jobs share one lease"
+    # Cancelled as another process would: in the table only, found at the lease renewal.
+    async with sessionmaker() as session:
+        assert await store.cancel(session, cancelled.id)
+    await wait_for_note(f"stopped {cancelled.id}")
+    assert (await wait_for(jobs, kept.id, *FINISHED)).result == "rested"
+    assert (await jobs.get(cancelled.id)).status == JobStatus.CANCELLED
+{%- endif %}

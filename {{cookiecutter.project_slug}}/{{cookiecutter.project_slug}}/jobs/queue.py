@@ -1,4 +1,4 @@
-"""What the rest of the service calls: submit, cancel and retry jobs.
+"""What the rest of the service calls: submit (one job or many), cancel and retry jobs.
 
     job = process_document.new_job(document_id=str(document.id))
     document.job_id = job.id
@@ -10,6 +10,7 @@ Routes never talk to the backend directly.
 
 import logging
 import uuid
+from collections.abc import Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -41,8 +42,24 @@ class JobQueue:
         self.backend.check_accepting()
         job, created = await store.add_unless_duplicate(session, job)
         if created:
-            await self._dispatch(job.id)
+            await self._dispatch([job.id])
         return job
+
+    async def submit_many(self, session: AsyncSession, jobs: Sequence[Job]) -> list[Job]:
+        """Commit `jobs` together with whatever else `session` holds, then start them:
+        a fan-out of many jobs costs one transaction, not one per job.
+
+        An idempotency key guards one submission, so these jobs carry none; give the
+        request that fans out its key, and submit() what it makes.
+        """
+        if any(job.idempotency_key is not None for job in jobs):
+            raise ValueError("submit_many() takes jobs without idempotency keys; use submit()")
+        self.backend.check_accepting()
+        session.add_all(jobs)
+        await session.commit()
+        if jobs:
+            await self._dispatch([job.id for job in jobs])
+        return list(jobs)
 
     async def get(self, job_id: uuid.UUID) -> Job:
         async with self._sessionmaker() as session:
@@ -75,12 +92,15 @@ class JobQueue:
             raise JobStateConflict(
                 f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried"
             )
-        await self._dispatch(job_id)
+        await self._dispatch([job_id])
         return job
 
-    async def _dispatch(self, job_id: uuid.UUID) -> None:
+    async def _dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
         try:
-            await self.backend.dispatch([job_id])
+            await self.backend.dispatch(job_ids)
         except Exception:
-            # The job is committed as queued: the poller starts it once the backend answers.
-            logger.exception("job %s is stored but could not be started yet", job_id)
+            # The jobs are committed as queued: the poller starts them once the backend
+            # answers.
+            logger.exception(
+                "%d job(s) stored but not started yet, the first %s", len(job_ids), job_ids[0]
+            )

@@ -15,6 +15,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from structlog.contextvars import bound_contextvars, clear_contextvars
@@ -22,6 +23,7 @@ from structlog.contextvars import bound_contextvars, clear_contextvars
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     TASKS,
     JobContext,
@@ -52,10 +54,12 @@ class Runner:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._lease_seconds = settings.job_lease_seconds
-        # Each claim gets its own lease name, so a stale executor of an earlier attempt
-        # can never write over a later one.
         self._owner = f"{socket.gethostname()[:60]}:{os.getpid()}"
-        self._claims = itertools.count(1)
+        self._claim_numbers = itertools.count(1)
+        # Jobs started or finished at the same moment share their claim's transaction,
+        # and their results' transaction: under load, two commits per batch, not per job.
+        self._claims = Batcher(self._claim)
+        self._successes = Batcher(self._record_successes)
         self._claiming: set[asyncio.Task[Any]] = set()
         self._running: dict[uuid.UUID, tuple[str, asyncio.Task[Any]]] = {}
         self._stopping = False
@@ -72,19 +76,14 @@ class Runner:
             return
         current = asyncio.current_task()
         assert current is not None  # run() is always awaited inside a task
-        lease = f"{self._owner}:{next(self._claims)}"
         self._claiming.add(current)
         try:
-            async with self._sessionmaker() as session:
-                job = await store.claim(session, job_id, lease, self._lease_seconds)
-                if job is not None and self._stopping:
-                    # Claimed while shutting down: straight back to the queue.
-                    await store.release(session, [lease])
-                    job = None
+            claimed = await self._claims.submit(job_id)
         finally:
             self._claiming.discard(current)
-        if job is None:
+        if claimed is None:
             return
+        job, lease = claimed
         waited = (job.started_at or job.run_after) - job.run_after
         metrics.job_started(job.name, waited.total_seconds())
         self._running[job_id] = (lease, current)
@@ -95,6 +94,24 @@ class Runner:
                 await self._attempt(job, lease)
         finally:
             del self._running[job_id]
+
+    async def _claim(self, job_ids: Sequence[uuid.UUID]) -> list[tuple[Job, str] | None]:
+        # Each claim gets its own lease name, shared by the jobs claimed together, so a
+        # stale executor of an earlier attempt can never write over a later one.
+        lease = f"{self._owner}:{next(self._claim_numbers)}"
+        async with self._sessionmaker() as session:
+            jobs = await store.claim(session, job_ids, lease, self._lease_seconds)
+            if jobs and self._stopping:
+                # Claimed while shutting down: straight back to the queue.
+                await store.release(session, [lease])
+                jobs = []
+        by_id = {job.id: job for job in jobs}
+        # pop: a job dispatched twice in one batch is run once.
+        return [(job, lease) if (job := by_id.pop(job_id, None)) else None for job_id in job_ids]
+
+    async def _record_successes(self, successes: Sequence[store.Success]) -> list[bool]:
+        async with self._sessionmaker() as session:
+            return await store.record_successes(session, successes)
 
     async def stop(self, grace_seconds: float) -> None:
         """Start no more jobs; let running ones finish within the grace, then queue the
@@ -161,8 +178,7 @@ class Runner:
                 exc_info=failure is error and retryable and not isinstance(error, UnknownTask),
             )
             return
-        async with self._sessionmaker() as session:
-            recorded = await store.record_success(session, job.id, lease, result)
+        recorded = await self._successes.submit(store.Success(job.id, lease, result))
         if recorded:
             seconds = time.monotonic() - started
             metrics.job_ended(job.name, "succeeded", seconds)
@@ -191,15 +207,15 @@ class Runner:
         while not self._stopped.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), self._lease_seconds / 10)
-            leases = {lease: job_id for job_id, (lease, _) in self._running.items()}
-            if not leases:
+            held = {job_id: lease for job_id, (lease, _) in self._running.items()}
+            if not held:
                 continue
             try:
                 async with self._sessionmaker() as session:
-                    lost = await store.renew_leases(session, leases.keys(), self._lease_seconds)
+                    lost = await store.renew_leases(session, held, self._lease_seconds)
             except Exception:
                 logger.exception("renewing job leases failed; trying again")
                 continue
-            for lease in lost:
-                logger.info("job %s was cancelled or lost its lease; stopping it", leases[lease])
-                self.cancel(leases[lease])
+            for job_id in lost:
+                logger.info("job %s was cancelled or lost its lease; stopping it", job_id)
+                self.cancel(job_id)

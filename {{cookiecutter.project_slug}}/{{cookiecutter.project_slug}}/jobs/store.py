@@ -7,11 +7,13 @@ Updates made by an executor also name its lease, so an executor that lost its le
 """
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Update, bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,59 +47,85 @@ async def add_unless_duplicate(session: AsyncSession, job: Job) -> tuple[Job, bo
     return job, True
 
 
+# The statements every job runs are built once and their values bound at each execution:
+# building a statement costs more than running it. They run in the runner's own short
+# sessions, which hold no job object to keep in step, so they skip that synchronisation.
+_CLAIM = (
+    update(Job)
+    .where(
+        col(Job.id).in_(bindparam("job_ids", expanding=True)),
+        col(Job.status) == JobStatus.QUEUED,
+        col(Job.run_after) <= bindparam("now"),
+    )
+    .values(
+        status=JobStatus.RUNNING,
+        attempts=col(Job.attempts) + 1,
+        lease_owner=bindparam("lease"),
+        lease_expires_at=bindparam("expires"),
+        started_at=bindparam("now"),
+    )
+    # The claimed rows come back with the UPDATE: no SELECT after it.
+    .returning(Job)
+    .execution_options(populate_existing=True, synchronize_session=False)
+)
+
+
 async def claim(
-    session: AsyncSession, job_id: uuid.UUID, lease: str, lease_seconds: float
-) -> Job | None:
-    """Start the next attempt of a due queued job under `lease`; None if it is not
-    claimable (not due, taken by another executor, finished or cancelled)."""
+    session: AsyncSession, job_ids: Collection[uuid.UUID], lease: str, lease_seconds: float
+) -> list[Job]:
+    """Start the next attempt of each of these jobs that is queued and due, all under
+    `lease`; those not claimable (not due, taken by another executor, finished or
+    cancelled) are left out. Updates that follow name the job as well as the lease."""
     now = utcnow()
-    claimed = await session.exec(
+    expires = now + timedelta(seconds=lease_seconds)
+    params = {"job_ids": list(job_ids), "now": now, "lease": lease, "expires": expires}
+    jobs = list((await session.exec(_CLAIM, params=params)).scalars())
+    await session.commit()
+    return jobs
+
+
+@cache
+def _held_update(columns: frozenset[str]) -> Update:
+    """Set `columns` of the job held under a lease, each from the parameter `set_<column>`."""
+    return (
         update(Job)
         .where(
-            col(Job.id) == job_id,
-            col(Job.status) == JobStatus.QUEUED,
-            col(Job.run_after) <= now,
+            col(Job.id) == bindparam("job_id"),
+            col(Job.lease_owner) == bindparam("lease"),
+            col(Job.status) == JobStatus.RUNNING,
         )
-        .values(
-            status=JobStatus.RUNNING,
-            attempts=col(Job.attempts) + 1,
-            lease_owner=lease,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=now,
-        )
-        # The claimed row comes back with the UPDATE: no SELECT after it.
-        .returning(Job)
-        .execution_options(populate_existing=True)
-    )
-    job: Job | None = claimed.scalars().first()
-    await session.commit()
-    return job
-
-
-def _held(job_id: uuid.UUID, lease: str) -> Any:
-    return (
-        (col(Job.id) == job_id)
-        & (col(Job.lease_owner) == lease)
-        & (col(Job.status) == JobStatus.RUNNING)
+        .values({column: bindparam(f"set_{column}") for column in columns})
+        .execution_options(synchronize_session=False)
     )
 
 
-async def _update_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
-    changed = await session.exec(update(Job).where(_held(job_id, lease)).values(**values))
-    await session.commit()
+async def _set_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
+    params = {f"set_{column}": value for column, value in values.items()}
+    statement = _held_update(frozenset(values))
+    changed = await session.exec(statement, params={"job_id": job_id, "lease": lease, **params})
     return changed.rowcount == 1
 
 
-async def renew_leases(
-    session: AsyncSession, leases: Collection[str], lease_seconds: float
-) -> set[str]:
-    """Extend the leases still held; return those that are not (cancelled or lost)."""
-    held = col(Job.lease_owner).in_(leases) & (col(Job.status) == JobStatus.RUNNING)
-    expires = utcnow() + timedelta(seconds=lease_seconds)
-    await session.exec(update(Job).where(held).values(lease_expires_at=expires))
-    still_held = set((await session.exec(select(Job.lease_owner).where(held))).all())
+async def _update_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
+    changed = await _set_held(session, job_id, lease, **values)
     await session.commit()
-    return set(leases) - still_held
+    return changed
+
+
+async def renew_leases(
+    session: AsyncSession, held: Mapping[uuid.UUID, str], lease_seconds: float
+) -> set[uuid.UUID]:
+    """Extend the leases of these running jobs (id to lease); return the ids of those no
+    longer held (cancelled, or run again elsewhere after their lease ran out)."""
+    leases = set(held.values())
+    running = col(Job.lease_owner).in_(leases) & (col(Job.status) == JobStatus.RUNNING)
+    expires = utcnow() + timedelta(seconds=lease_seconds)
+    await session.exec(update(Job).where(running).values(lease_expires_at=expires))
+    # Jobs claimed together share a lease, so what is still held is told by id and lease.
+    rows = (await session.exec(select(Job.id, Job.lease_owner).where(running))).all()
+    await session.commit()
+    still_held = {job_id for job_id, lease in rows if held.get(job_id) == lease}
+    return set(held) - still_held
 
 
 async def record_progress(
@@ -106,20 +134,35 @@ async def record_progress(
     await _update_held(session, job_id, lease, progress=fraction, progress_message=message)
 
 
-async def record_success(session: AsyncSession, job_id: uuid.UUID, lease: str, result: Any) -> bool:
-    return await _update_held(
-        session,
-        job_id,
-        lease,
-        status=JobStatus.SUCCEEDED,
-        result=result,
-        progress=1.0,
-        error_type=None,
-        error_message=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        finished_at=utcnow(),
-    )
+@dataclass(frozen=True)
+class Success:
+    job_id: uuid.UUID
+    lease: str
+    result: Any
+
+
+async def record_successes(session: AsyncSession, successes: Sequence[Success]) -> list[bool]:
+    """Record these results in one transaction; for each, whether its lease still held
+    (a job cancelled or lost meanwhile keeps the state it has)."""
+    finished_at = utcnow()
+    recorded = [
+        await _set_held(
+            session,
+            success.job_id,
+            success.lease,
+            status=JobStatus.SUCCEEDED,
+            result=success.result,
+            progress=1.0,
+            error_type=None,
+            error_message=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=finished_at,
+        )
+        for success in successes
+    ]
+    await session.commit()
+    return recorded
 
 
 async def record_failure(
