@@ -1,16 +1,17 @@
 """End to end, in one process with the baked project importable: N jobs submitted one by
-one (a transaction each), timed until every one is `succeeded` in the job table. Prints
-jobs/s and the enqueue-to-finish latency percentiles as JSON.
+one (a transaction each), or `--per-transaction` at a time (submit_many), timed until
+every one is `succeeded` in the job table. Prints jobs/s and the enqueue-to-finish
+latency percentiles as JSON.
 
   service           the baked service's JobQueue and backend (for rq: the web side;
                     workers run separately)
-  raw-create_task   the seed's pattern: insert the row, asyncio.create_task the body,
+  raw-create_task   the usual pattern: insert the row, asyncio.create_task the body,
                     which marks the row done
   raw-aiojobs       the same on an aiojobs Scheduler with the service's concurrency
   raw-rq            insert the row, Queue.enqueue a function that marks it done (run by
                     stock `rq worker`s started separately)
 
-Usage: python bench/e2e.py MODE --jobs N
+Usage: python bench/e2e.py MODE --jobs N [--per-transaction K]
 """
 
 import argparse
@@ -19,7 +20,8 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import bench_tasks
@@ -32,13 +34,20 @@ from sqlmodel import col, func, select, update
 POLL_SECONDS = 0.01
 
 
-async def insert(sessionmaker: SessionMaker) -> uuid.UUID:
+@asynccontextmanager
+async def database() -> AsyncIterator[SessionMaker]:
+    engine = create_engine(Settings().database_url)
+    yield create_sessionmaker(engine)
+    # Closed while the loop runs: aiosqlite's threads must not outlive it.
+    await engine.dispose()
+
+
+async def insert(sessionmaker: SessionMaker, count: int) -> list[uuid.UUID]:
     async with sessionmaker() as session:
-        job = Job(name="noop")
-        session.add(job)
+        jobs = [Job(name="noop") for _ in range(count)]
+        session.add_all(jobs)
         await session.commit()
-        job_id: uuid.UUID = job.id
-        return job_id
+        return [job.id for job in jobs]
 
 
 async def mark_done(sessionmaker: SessionMaker, job_id: uuid.UUID) -> None:
@@ -53,7 +62,10 @@ async def mark_done(sessionmaker: SessionMaker, job_id: uuid.UUID) -> None:
 
 
 async def wait_for_all(sessionmaker: SessionMaker, jobs: int) -> None:
-    done = select(func.count()).where(col(Job.status) == JobStatus.SUCCEEDED)
+    # By name: the service's periodic cleanup job succeeds in the same table.
+    done = select(func.count()).where(
+        col(Job.status) == JobStatus.SUCCEEDED, col(Job.name) == "noop"
+    )
     while True:
         async with sessionmaker() as session:
             if (await session.exec(done)).one() >= jobs:
@@ -67,31 +79,40 @@ async def latencies(sessionmaker: SessionMaker) -> list[float]:
     return [(finished - created).total_seconds() for created, finished in rows if finished]
 
 
-async def service(jobs: int) -> tuple[float, SessionMaker]:
+def groups(jobs: int, size: int) -> list[int]:
+    """`jobs` split into transactions of `size` jobs."""
+    return [min(size, jobs - start) for start in range(0, jobs, size)]
+
+
+async def service(jobs: int, size: int) -> float:
     from job_service.main import create_app
 
     app = create_app(Settings())
     async with app.router.lifespan_context(app):
         queue, sessionmaker = app.state.jobs, app.state.sessionmaker
         started = time.perf_counter()
-        for _ in range(jobs):
+        for count in groups(jobs, size):
             async with sessionmaker() as session:
-                await queue.submit(session, bench_tasks.noop.new_job())
+                if size == 1:
+                    await queue.submit(session, bench_tasks.noop.new_job())
+                else:
+                    new = [bench_tasks.noop.new_job() for _ in range(count)]
+                    await queue.submit_many(session, new)
         await wait_for_all(sessionmaker, jobs)
-        return time.perf_counter() - started, sessionmaker
+        return time.perf_counter() - started
 
 
-async def raw(jobs: int, start: Callable[[Awaitable[None]], Awaitable[Any]]) -> float:
-    sessionmaker = create_sessionmaker(create_engine(Settings().database_url))
-    started = time.perf_counter()
-    for _ in range(jobs):
-        job_id = await insert(sessionmaker)
-        await start(mark_done(sessionmaker, job_id))
-    await wait_for_all(sessionmaker, jobs)
-    return time.perf_counter() - started
+async def raw(jobs: int, size: int, start: Callable[[Awaitable[None]], Awaitable[Any]]) -> float:
+    async with database() as sessionmaker:
+        started = time.perf_counter()
+        for count in groups(jobs, size):
+            for job_id in await insert(sessionmaker, count):
+                await start(mark_done(sessionmaker, job_id))
+        await wait_for_all(sessionmaker, jobs)
+        return time.perf_counter() - started
 
 
-async def raw_create_task(jobs: int) -> float:
+async def raw_create_task(jobs: int, size: int) -> float:
     running: set[asyncio.Task[None]] = set()
 
     async def start(body: Awaitable[None]) -> None:
@@ -99,43 +120,43 @@ async def raw_create_task(jobs: int) -> float:
         running.add(task)
         task.add_done_callback(running.discard)
 
-    return await raw(jobs, start)
+    return await raw(jobs, size, start)
 
 
-async def raw_aiojobs(jobs: int) -> float:
+async def raw_aiojobs(jobs: int, size: int) -> float:
     import aiojobs
 
     scheduler = aiojobs.Scheduler(limit=10, pending_limit=jobs)
-    seconds = await raw(jobs, lambda body: scheduler.spawn(body))  # type: ignore[arg-type]
+    seconds = await raw(jobs, size, lambda body: scheduler.spawn(body))  # type: ignore[arg-type]
     await scheduler.close()
     return seconds
 
 
-async def raw_rq(jobs: int) -> float:
+async def raw_rq(jobs: int, size: int) -> float:
     from redis import Redis
     from rq import Queue
 
     settings = Settings()
-    database = make_url(settings.database_url).database
-    sessionmaker = create_sessionmaker(create_engine(settings.database_url))
+    path = make_url(settings.database_url).database
     with Redis.from_url(settings.redis_url) as redis:
         queue = Queue(settings.rq_queue, connection=redis)
-        started = time.perf_counter()
-        for _ in range(jobs):
-            job_id = await insert(sessionmaker)
-            queue.enqueue("rq_raw.mark_done", database, job_id.hex, result_ttl=0)
-        await wait_for_all(sessionmaker, jobs)
-        return time.perf_counter() - started
+        async with database() as sessionmaker:
+            started = time.perf_counter()
+            for count in groups(jobs, size):
+                for job_id in await insert(sessionmaker, count):
+                    queue.enqueue("rq_raw.mark_done", path, job_id.hex, result_ttl=0)
+            await wait_for_all(sessionmaker, jobs)
+            return time.perf_counter() - started
 
 
-async def main(mode: str, jobs: int) -> dict[str, float]:
+async def main(mode: str, jobs: int, size: int) -> dict[str, float]:
     if mode == "service":
-        seconds, _ = await service(jobs)
+        seconds = await service(jobs, size)
     else:
         runs = {"raw-create_task": raw_create_task, "raw-aiojobs": raw_aiojobs, "raw-rq": raw_rq}
-        seconds = await runs[mode](jobs)
-    sessionmaker = create_sessionmaker(create_engine(Settings().database_url))
-    waits = await latencies(sessionmaker)
+        seconds = await runs[mode](jobs, size)
+    async with database() as sessionmaker:
+        waits = await latencies(sessionmaker)
     cuts = statistics.quantiles(waits, n=100)
     return {"jobs_per_second": jobs / seconds, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
 
@@ -144,5 +165,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["service", "raw-create_task", "raw-aiojobs", "raw-rq"])
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--per-transaction", type=int, default=1, help="jobs submitted together")
     options = parser.parse_args()
-    print(json.dumps(asyncio.run(main(options.mode, options.jobs))))
+    print(json.dumps(asyncio.run(main(options.mode, options.jobs, options.per_transaction))))

@@ -63,6 +63,8 @@ class Counts:
     http_concurrency: int = 16
     http_runs: int = 3
     jobs: int = 2000
+    # The second end-to-end row of each in-process backend submits this many at a time.
+    jobs_per_transaction: int = 100
     rq_jobs: int = 500
     rq_workers: int = 2
     e2e_runs: int = 3
@@ -79,6 +81,7 @@ SMOKE = Counts(
     http_concurrency=4,
     http_runs=1,
     jobs=20,
+    jobs_per_transaction=5,
     rq_jobs=10,
     e2e_runs=1,
     batch_items=1000,
@@ -213,8 +216,11 @@ class Bench:
 
     # ---- 3. end to end ---------------------------------------------------------------
 
-    def e2e(self, backend: str, mode: str, jobs: int, settings: dict[str, str]) -> dict[str, float]:
-        output = python(self.projects[backend], "e2e.py", mode, "--jobs", str(jobs), **settings)
+    def e2e(
+        self, backend: str, mode: str, jobs: int, settings: dict[str, str], per_transaction: int = 1
+    ) -> dict[str, float]:
+        arguments = [mode, "--jobs", str(jobs), "--per-transaction", str(per_transaction)]
+        output = python(self.projects[backend], "e2e.py", *arguments, **settings)
         result: dict[str, float] = json.loads(output)
         return result
 
@@ -231,25 +237,26 @@ class Bench:
     def e2e_case(self) -> list[Row]:
         rows: list[Row] = []
         for backend in ("create_task", "aiojobs"):
+            for per_transaction in (1, self.counts.jobs_per_transaction):
 
-            def service(run: int, backend: str = backend) -> dict[str, float]:
-                return self.e2e(
-                    backend, "service", self.counts.jobs, self.service_settings(backend)
+                def service(run: int, backend: str = backend, size: int = per_transaction) -> Any:
+                    settings = self.service_settings(backend)
+                    return self.e2e(backend, "service", self.counts.jobs, settings, size)
+
+                def raw(run: int, backend: str = backend, size: int = per_transaction) -> Any:
+                    settings = self.service_settings(backend)
+                    return self.e2e(backend, f"raw-{backend}", self.counts.jobs, settings, size)
+
+                rows.append(
+                    {
+                        "backend": backend,
+                        "jobs": self.counts.jobs,
+                        "per_transaction": per_transaction,
+                        "service": runs(self.counts.e2e_runs, service),
+                        "baseline": runs(self.counts.e2e_runs, raw),
+                        "baseline_name": f"raw {backend}",
+                    }
                 )
-
-            def raw(run: int, backend: str = backend) -> dict[str, float]:
-                settings = self.service_settings(backend)
-                return self.e2e(backend, f"raw-{backend}", self.counts.jobs, settings)
-
-            rows.append(
-                {
-                    "backend": backend,
-                    "jobs": self.counts.jobs,
-                    "service": runs(self.counts.e2e_runs, service),
-                    "baseline": runs(self.counts.e2e_runs, raw),
-                    "baseline_name": f"raw {backend}",
-                }
-            )
 
         def rq(mode: str, command: Callable[[str], list[str]]) -> Callable[[int], dict[str, float]]:
             def measure(run: int) -> dict[str, float]:
@@ -274,6 +281,7 @@ class Bench:
             {
                 "backend": "rq",
                 "jobs": self.counts.rq_jobs,
+                "per_transaction": 1,
                 "service": runs(self.counts.e2e_runs, rq("service", ours)),
                 "baseline": runs(self.counts.e2e_runs, rq("raw-rq", stock)),
                 "baseline_name": f"stock forking rq worker x{self.counts.rq_workers}",
