@@ -7,7 +7,7 @@ import httpx
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
-from {{ cookiecutter.project_slug }}.models import Batch
+from {{ cookiecutter.project_slug }}.models import Batch, BatchItems
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.batches import ProgressSaver, process_batch
 from tests.test_jobs import FINISHED, submit, wait_for
@@ -35,11 +35,11 @@ async def test_a_retried_batch_resumes_where_it_stopped(
     jobs: JobQueue, sessionmaker: SessionMaker
 ) -> None:
     # Items 0-9 would fail; a previous attempt saved progress past them, so they are not redone.
-    batch = Batch(name="resumed", items=[""] * 10 + [1] * 5, total_items=15, processed_items=10)
+    batch = Batch(name="resumed", total_items=15, processed_items=10)
     job = process_batch.new_job(batch_id=str(batch.id))
     batch.job_id = job.id
     async with sessionmaker() as session:
-        session.add(batch)
+        session.add_all([batch, BatchItems(batch_id=batch.id, items=[""] * 10 + [1] * 5)])
         await session.commit()
     await wait_for(jobs, (await submit(jobs, sessionmaker, job)).id, *FINISHED)
     async with sessionmaker() as session:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker, create_engine, create_sessionmaker
-from {{ cookiecutter.project_slug }}.models import Batch, Job, JobStatus
+from {{ cookiecutter.project_slug }}.models import Batch, BatchItems, Job, JobStatus
 
 
 @pytest.fixture
@@ -65,13 +65,15 @@ async def test_an_idempotency_key_is_used_once(sessionmaker: SessionMaker) -> No
 
 
 async def test_batch_items_and_failures_are_json(sessionmaker: SessionMaker) -> None:
-    batch = Batch(name="example", items=[{"sku": "a"}, 2, "three"], total_items=3)
+    batch = Batch(name="example", total_items=3)
     batch.failures = [{"index": 1, "error": "boom"}]
     async with sessionmaker() as session:
-        session.add(batch)
+        session.add_all([batch, BatchItems(batch_id=batch.id, items=[{"sku": "a"}, 2, "three"])])
         await session.commit()
     async with sessionmaker() as session:
         stored = await session.get(Batch, batch.id)
+        items = await session.get(BatchItems, batch.id)
     assert stored is not None
-    assert stored.items == [{"sku": "a"}, 2, "three"]
+    assert items is not None
+    assert items.items == [{"sku": "a"}, 2, "three"]
     assert stored.failures == [{"index": 1, "error": "boom"}]

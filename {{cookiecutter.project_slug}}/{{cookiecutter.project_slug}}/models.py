@@ -146,7 +146,6 @@ class Batch(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=255)
     status: BatchStatus = Field(default=BatchStatus.PENDING, sa_type=status_type(BatchStatus))
-    items: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
     total_items: int = 0
     # Items before this index are done; a retried batch resumes here.
     processed_items: int = 0
@@ -158,6 +157,14 @@ class Batch(SQLModel, table=True):
     created_at: datetime = created_timestamp()
     started_at: datetime | None = timestamp()
     completed_at: datetime | None = timestamp()
+
+
+class BatchItems(SQLModel, table=True):
+    """A batch's items, in a row of their own: saving the batch's progress or status then
+    writes a small row, not every item again (SQLite rewrites a whole row on update)."""
+
+    batch_id: uuid.UUID = Field(primary_key=True)
+    items: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
 
 
 class ReportStatus(StrEnum):

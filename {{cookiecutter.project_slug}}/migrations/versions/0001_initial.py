@@ -1,4 +1,4 @@
-"""Create the job, email, document, batch and report tables.
+"""Create the job, email, document, batch (and its items) and report tables.
 
 Revision ID: 0001
 Revises:
@@ -35,7 +35,6 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("items", sa.JSON(), nullable=False),
         sa.Column("total_items", sa.Integer(), nullable=False),
         sa.Column("processed_items", sa.Integer(), nullable=False),
         sa.Column("failed_items", sa.Integer(), nullable=False),
@@ -48,6 +47,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(op.f("ix_batch_created_at"), "batch", ["created_at"], unique=False)
+    op.create_table(
+        "batchitems",
+        sa.Column("batch_id", sa.Uuid(), nullable=False),
+        sa.Column("items", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("batch_id"),
+    )
     op.create_table(
         "document",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -179,5 +184,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_document_created_at"), table_name="document")
     op.drop_index(op.f("ix_document_archived_at"), table_name="document")
     op.drop_table("document")
+    op.drop_table("batchitems")
     op.drop_index(op.f("ix_batch_created_at"), table_name="batch")
     op.drop_table("batch")

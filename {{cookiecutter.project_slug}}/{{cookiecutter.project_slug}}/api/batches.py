@@ -12,7 +12,7 @@ from {{ cookiecutter.project_slug }}.api.fields import NO_NUL
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionDep
-from {{ cookiecutter.project_slug }}.models import Batch, BatchStatus
+from {{ cookiecutter.project_slug }}.models import Batch, BatchItems, BatchStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.batches import process_batch
 
@@ -61,7 +61,8 @@ async def create_batch(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"{len(payload.items)} items: at most {settings.max_batch_items} per batch",
         )
-    batch = Batch(name=payload.name, items=payload.items, total_items=len(payload.items))
+    batch = Batch(name=payload.name, total_items=len(payload.items))
+    session.add(BatchItems(batch_id=batch.id, items=payload.items))
     job = process_batch.new_job(
         batch_id=str(batch.id), idempotency_key=scoped("batches", idempotency_key)
     )

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, PermanentJobError, task
-from {{ cookiecutter.project_slug }}.models import Batch, BatchStatus, utcnow
+from {{ cookiecutter.project_slug }}.models import Batch, BatchItems, BatchStatus, utcnow
 
 # Progress is written about once a second: a rerun redoes at most about a second of work.
 SAVE_EVERY_SECONDS = 1.0
@@ -60,12 +60,13 @@ class ProgressSaver:
 @task(timeout_seconds=3600, max_attempts=3)
 async def process_batch(ctx: JobContext, batch_id: str) -> dict[str, int]:
     batch = await ctx.session.get(Batch, uuid.UUID(batch_id))
-    if batch is None:
+    stored = await ctx.session.get(BatchItems, uuid.UUID(batch_id))
+    if batch is None or stored is None:
         raise PermanentJobError(f"batch {batch_id} does not exist")
     if batch.status in (BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS):
         return counts(batch)  # a rerun after the outcome was recorded
     try:
-        await run(ctx, batch)
+        await run(ctx, batch, stored.items)
     except Exception as error:
         if ctx.last_attempt:
             batch.status, batch.error = BatchStatus.FAILED, f"{type(error).__name__}: {error}"
@@ -75,13 +76,13 @@ async def process_batch(ctx: JobContext, batch_id: str) -> dict[str, int]:
     return counts(batch)
 
 
-async def run(ctx: JobContext, batch: Batch) -> None:
+async def run(ctx: JobContext, batch: Batch, items: list[Any]) -> None:
     batch.status = BatchStatus.PROCESSING
     batch.started_at = batch.started_at or utcnow()
     await ctx.session.commit()
     # Resume where the last attempt saved its progress: earlier items are done.
     processed, failed, failures = batch.processed_items, batch.failed_items, list(batch.failures)
-    items, saver = batch.items, ProgressSaver(SAVE_EVERY_SECONDS)
+    saver = ProgressSaver(SAVE_EVERY_SECONDS)
     while processed < batch.total_items:
         end = min(processed + saver.chunk, batch.total_items)
         for index in range(processed, end):
