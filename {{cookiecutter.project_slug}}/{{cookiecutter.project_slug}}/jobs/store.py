@@ -99,17 +99,12 @@ def _held_update(columns: frozenset[str]) -> Update:
     )
 
 
-async def _set_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
+async def _update_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
     params = {f"set_{column}": value for column, value in values.items()}
     statement = _held_update(frozenset(values))
     changed = await session.exec(statement, params={"job_id": job_id, "lease": lease, **params})
-    return changed.rowcount == 1
-
-
-async def _update_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
-    changed = await _set_held(session, job_id, lease, **values)
     await session.commit()
-    return changed
+    return changed.rowcount == 1
 
 
 async def renew_leases(
@@ -141,28 +136,53 @@ class Success:
     result: Any
 
 
+_SUCCEED = (
+    update(Job)
+    .where(
+        col(Job.id) == bindparam("job_id"),
+        col(Job.lease_owner) == bindparam("lease"),
+        col(Job.status) == JobStatus.RUNNING,
+    )
+    .values(
+        status=JobStatus.SUCCEEDED,
+        result=bindparam("result"),
+        progress=1.0,
+        error_type=None,
+        error_message=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        finished_at=bindparam("finished_at"),
+    )
+)
+
+
 async def record_successes(session: AsyncSession, successes: Sequence[Success]) -> list[bool]:
     """Record these results in one transaction; for each, whether its lease still held
     (a job cancelled or lost meanwhile keeps the state it has)."""
     finished_at = utcnow()
-    recorded = [
-        await _set_held(
-            session,
-            success.job_id,
-            success.lease,
-            status=JobStatus.SUCCEEDED,
-            result=success.result,
-            progress=1.0,
-            error_type=None,
-            error_message=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=finished_at,
-        )
-        for success in successes
+    rows = [
+        {
+            "job_id": done.job_id,
+            "lease": done.lease,
+            "result": done.result,
+            "finished_at": finished_at,
+        }
+        for done in successes
     ]
+    # One statement run for every row (executemany), where the ORM would send one each.
+    await (await session.connection()).execute(_SUCCEED, rows)
+    # executemany counts no rows one by one; a row it changed carries its finished_at.
+    ids = [done.job_id for done in successes]
+    changed = await session.exec(
+        select(Job.id).where(
+            col(Job.id).in_(ids),
+            col(Job.status) == JobStatus.SUCCEEDED,
+            col(Job.finished_at) == finished_at,
+        )
+    )
+    recorded = set(changed.all())
     await session.commit()
-    return recorded
+    return [done.job_id in recorded for done in successes]
 
 
 async def record_failure(
