@@ -1,5 +1,5 @@
 """Raw RQ: the function the stock forking `rq worker` runs for each job. It marks the
-job's row done, as the seed's pattern does, with a connection of its own (a fork per job
+job's row done, as the usual pattern does, with a connection of its own (a fork per job
 keeps nothing between jobs)."""
 
 import sqlite3
