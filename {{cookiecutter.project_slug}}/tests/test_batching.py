@@ -68,3 +68,18 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_others_write_alone() 
     assert (await first, await kept) == (10, 30)
     assert cancelled.cancelled()
     assert writes.batches == [[1], [2, 3]]
+
+
+async def test_drained_waits_for_a_write_whose_callers_were_cancelled() -> None:
+    writes = Writes()
+    batcher = Batcher(writes)
+    caller = asyncio.create_task(batcher.submit(1))
+    await writes.first_started.wait()
+    caller.cancel()
+    drained = asyncio.create_task(batcher.drained())
+    await asyncio.sleep(0.01)
+    assert not drained.done()  # the write is still under way
+    writes.release.set()
+    await drained
+    assert caller.cancelled()
+    assert writes.batches == [[1]]

@@ -1,10 +1,10 @@
 """Concurrent writes that share one transaction.
 
-Every job is claimed and, when it succeeds, recorded: two commits. Run one at a time
-that is two transactions per job; a `Batcher` lets the jobs running at the same moment
-share them. An item submitted while the batcher is idle is written at once; items
-submitted while a write is under way wait for it and go together in the next one, so
-a batch grows with the load and a lone job waits for nothing.
+Every job is claimed, and recorded when it succeeds: two commits of its own, unless the
+jobs running at the same moment share them through a `Batcher`. An item submitted while
+the batcher is idle is written at once; items submitted while a write is under way wait
+for it and go together in the next one, so a batch grows with the load and a lone job
+waits for nothing.
 """
 
 import asyncio
@@ -31,6 +31,11 @@ class Batcher(Generic[Item, Result]):
         # The write runs in its own task: a caller cancelled while it waits leaves the
         # write it shares with others alone.
         return await future
+
+    async def drained(self) -> None:
+        """Return once no write is under way or waiting."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
 
     async def _write_waiting(self) -> None:
         batch: list[tuple[Item, asyncio.Future[Result]]] = []

@@ -49,8 +49,8 @@ class JobQueue:
         """Commit `jobs` together with whatever else `session` holds, then start them:
         a fan-out of many jobs costs one transaction, not one per job.
 
-        An idempotency key guards one submission, so these jobs carry none; give the
-        request that fans out its key, and submit() what it makes.
+        An idempotency key guards one job, so these jobs carry none: to make a fan-out
+        safe to repeat, give a key to the request or job that starts it.
         """
         if any(job.idempotency_key is not None for job in jobs):
             raise ValueError("submit_many() takes jobs without idempotency keys; use submit()")

@@ -134,6 +134,8 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             logger.warning("%d jobs outlasted the grace; queued for the next start", released)
+        # A result write does not stop with the jobs cancelled while waiting for it.
+        await self._successes.drained()
         self._stopped.set()
 
     async def _attempt(self, job: Job, lease: str) -> None:
