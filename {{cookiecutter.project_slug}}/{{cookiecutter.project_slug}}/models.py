@@ -161,7 +161,7 @@ class Batch(SQLModel, table=True):
 
 class BatchItems(SQLModel, table=True):
     """A batch's items, in a row of their own: saving the batch's progress or status then
-    writes a small row, not every item again (SQLite rewrites a whole row on update)."""
+    writes a small row, not every item again."""
 
     batch_id: uuid.UUID = Field(primary_key=True)
     items: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
