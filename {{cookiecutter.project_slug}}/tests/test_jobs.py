@@ -182,7 +182,7 @@ async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
     schedule = Schedule(tasks.add, every_seconds=0.25, arguments={"a": 1, "b": 2})
     pollers = [Poller(sessionmaker, jobs.backend, 0.01, [schedule]) for _ in range(3)]
     started = time.monotonic()
-    loops = [asyncio.create_task(poller.run()) for poller in pollers]
+    loops = await asyncio.gather(*(poller.start() for poller in pollers))
     await asyncio.sleep(1.2)
     for poller in pollers:
         poller.stop()

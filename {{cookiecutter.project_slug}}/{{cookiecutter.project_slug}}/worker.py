@@ -63,7 +63,7 @@ class Executor:
     async def _start_services(self, worker: SimpleWorker) -> list[asyncio.Task[None]]:
         return [
             asyncio.create_task(self.runner.keep_leases()),
-            asyncio.create_task(self._poller.run()),
+            await self._poller.start(),
             asyncio.create_task(self._keep_heartbeat(worker)),
         ]
 

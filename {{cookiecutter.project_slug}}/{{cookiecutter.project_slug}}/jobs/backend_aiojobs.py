@@ -49,7 +49,7 @@ class Backend:
         )
         self._services = [
             asyncio.create_task(self.runner.keep_leases()),
-            asyncio.create_task(self._poller.run()),
+            await self._poller.start(),
         ]
         self._accepting = True
         logger.info(

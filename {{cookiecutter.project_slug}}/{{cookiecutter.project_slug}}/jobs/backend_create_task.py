@@ -38,7 +38,7 @@ class Backend:
     async def start(self) -> None:
         self._services = [
             asyncio.create_task(self.runner.keep_leases()),
-            asyncio.create_task(self._poller.run()),
+            await self._poller.start(),
         ]
         self._accepting = True
         logger.info("job backend %s started", self.name)

@@ -55,18 +55,30 @@ class Poller:
         self._enqueued_periods: dict[str, int] = {}
         self._stopped = asyncio.Event()
 
-    async def run(self) -> None:
-        """Poll now and then every interval, until stop()."""
-        while not self._stopped.is_set():
-            try:
-                await self.poll_once()
-            except Exception:
-                logger.exception("polling for due jobs failed; trying again")
+    async def start(self) -> asyncio.Task[None]:
+        """Poll now, then every interval in a task of its own, until stop(); returns that
+        task. Awaited at start-up, so what a restart left behind is recovered and under
+        way before the first request is served."""
+        await self._poll()
+        return asyncio.create_task(self._poll_every_interval())
+
+    async def _poll_every_interval(self) -> None:
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), self._interval_seconds)
+            if self._stopped.is_set():
+                return
+            await self._poll()
+
+    async def _poll(self) -> None:
+        try:
+            await self.poll_once()
+        except Exception:
+            logger.exception("polling for due jobs failed; trying again")
 
     def stop(self) -> None:
-        """End run() after the poll in progress, if any: never halfway through a write."""
+        """End the polling after the poll in progress, if any: never halfway through a
+        write."""
         self._stopped.set()
 
     async def poll_once(self) -> None:
