@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from fastapi import FastAPI
 from redis import Redis
 from rq import Queue, Worker
 
@@ -15,8 +16,8 @@ from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 from tests.conftest import PROJECT_ROOT
-from tests.processes import Process, environment
-from tests.test_jobs import submit, wait_for
+from tests.processes import Process, environment, start_worker
+from tests.test_jobs import FINISHED, submit, wait_for
 
 
 def wait_for_line(log: Path, texts: tuple[str, ...], timeout: float) -> None:
@@ -66,3 +67,19 @@ async def test_sigterm_gives_the_running_job_its_grace_then_queues_it_again(
     assert f"stopped {job.id}" in tasks.noted()
     requeued = await jobs.get(job.id)
     assert (requeued.status, requeued.attempts, requeued.lease_owner) == (JobStatus.QUEUED, 0, None)
+
+
+async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_sent_again(
+    app: FastAPI, sessionmaker: SessionMaker, settings: Settings, tmp_path: Path
+) -> None:
+    jobs: JobQueue = app.state.jobs
+    job = await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=2))
+    # What a worker's dequeue does; killed right after it, the worker leaves the job on
+    # RQ's intermediate list, "queued" in RQ, and queued in the table.
+    queue = Queue(settings.rq_queue, connection=Redis.from_url(settings.redis_url))
+    assert queue.connection.lmove(queue.key, queue.intermediate_queue_key) == str(job.id).encode()
+    with start_worker(settings, tmp_path / "worker.log") as worker:
+        worker.wait_until_up()
+        done = await wait_for(jobs, job.id, *FINISHED)
+    assert (done.status, done.result) == (JobStatus.SUCCEEDED, 3)
+    queue.connection.close()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
 
@@ -51,6 +52,7 @@ class Backend:
     def __init__(self, settings: Settings) -> None:
         self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
         self.queue = Queue(settings.rq_queue, connection=self.redis)
+        self._intermediate = IntermediateQueue(self.queue.key, connection=self.redis)
         self._lease_seconds = settings.job_lease_seconds
         self._accepting = False
 
@@ -77,13 +79,19 @@ class Backend:
 
     def _enqueue(self, job_ids: list[str]) -> None:
         known = RQJob.fetch_many(job_ids, connection=self.redis)
+        # A worker moves the job it takes to RQ's intermediate list, where it stays
+        # "queued" until started: a worker that dies in between leaves it there.
+        waiting = any(rq_job and rq_job.get_status(refresh=False) in WAITING for rq_job in known)
+        taken = set(self._intermediate.get_job_ids()) if waiting else set()
         to_send = [
             job_id
             for job_id, rq_job in zip(job_ids, known, strict=True)
-            if not self._on_its_way(rq_job)
+            if not self._on_its_way(rq_job, job_id in taken)
         ]
         if not to_send:
             return
+        for job_id in taken.intersection(to_send):
+            self._intermediate.remove(job_id)  # or RQ would later fail the one sent now
         self.queue.enqueue_many(
             [
                 Queue.prepare_data(
@@ -100,18 +108,18 @@ class Backend:
             ]
         )
 
-    def _on_its_way(self, rq_job: RQJob | None) -> bool:
+    def _on_its_way(self, rq_job: RQJob | None, taken: bool) -> bool:
         if rq_job is None:
             return False
         status = rq_job.get_status(refresh=False)
-        if status in WAITING:
+        if status in WAITING and not taken:
             return True
-        # The table says queued, yet RQ says started: fine for a moment (the worker is
-        # about to claim it), but after a lease's length the worker has died.
-        started_at = rq_job.started_at
-        if status != RQJobStatus.STARTED or started_at is None:
+        # The table says queued, yet a worker took or started the job: fine for a moment
+        # (the worker is about to claim it), but after a lease's length it has died.
+        since = rq_job.started_at if status == RQJobStatus.STARTED else rq_job.enqueued_at
+        if not (taken or status == RQJobStatus.STARTED) or since is None:
             return False
-        return as_utc(started_at) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
+        return as_utc(since) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
 
     async def workers(self) -> list[WorkerSeen]:
         """The workers on this queue heard from in the last WORKER_SEEN_SECONDS."""
