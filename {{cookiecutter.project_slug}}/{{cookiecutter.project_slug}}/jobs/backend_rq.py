@@ -116,10 +116,15 @@ class Backend:
             return True
         # The table says queued, yet a worker took or started the job: fine for a moment
         # (the worker is about to claim it), but after a lease's length it has died.
-        since = rq_job.started_at if status == RQJobStatus.STARTED else rq_job.enqueued_at
-        if not (taken or status == RQJobStatus.STARTED) or since is None:
+        if status == RQJobStatus.STARTED:
+            since = rq_job.started_at
+        elif taken:
+            since = rq_job.enqueued_at
+        else:
             return False
-        return as_utc(since) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
+        return since is not None and (
+            as_utc(since) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
+        )
 
     async def workers(self) -> list[WorkerSeen]:
         """The workers on this queue heard from in the last WORKER_SEEN_SECONDS."""

@@ -84,16 +84,20 @@ async def claim(
     return jobs
 
 
+# The job named by the parameter `job_id`, still running under the lease `lease`.
+_HELD = (
+    col(Job.id) == bindparam("job_id"),
+    col(Job.lease_owner) == bindparam("lease"),
+    col(Job.status) == JobStatus.RUNNING,
+)
+
+
 @cache
 def _held_update(columns: frozenset[str]) -> Update:
     """Set `columns` of the job held under a lease, each from the parameter `set_<column>`."""
     return (
         update(Job)
-        .where(
-            col(Job.id) == bindparam("job_id"),
-            col(Job.lease_owner) == bindparam("lease"),
-            col(Job.status) == JobStatus.RUNNING,
-        )
+        .where(*_HELD)
         .values({column: bindparam(f"set_{column}") for column in columns})
         .execution_options(synchronize_session=False)
     )
@@ -138,11 +142,7 @@ class Success:
 
 _SUCCEED = (
     update(Job)
-    .where(
-        col(Job.id) == bindparam("job_id"),
-        col(Job.lease_owner) == bindparam("lease"),
-        col(Job.status) == JobStatus.RUNNING,
-    )
+    .where(*_HELD)
     .values(
         status=JobStatus.SUCCEEDED,
         result=bindparam("result"),
