@@ -77,6 +77,7 @@ def expected_files(combination: Combination) -> set[str]:
                 "api/keys.py",
                 "api/metrics.py",
                 "api/reports.py",
+                "clock.py",
                 "db.py",
                 "jobs/__init__.py",
                 "jobs/backend.py",

@@ -36,7 +36,7 @@ from tests import pg_server
 from tests import redis_server
 {%- endif %}
 {%- if cookiecutter.job_backend == "rq" %}
-from tests.processes import Process, start_worker
+from tests.processes import Process, free_port, start_worker
 {%- endif %}
 
 PROJECT_ROOT = Path(__file__).parent.parent
@@ -149,6 +149,7 @@ def settings(
 {%- if cookiecutter.job_backend == "rq" %}
         redis_url=redis_url,
         rq_queue=f"test-{uuid.uuid4().hex}",
+        metrics_port=free_port(),
 {%- endif %}
         storage_dir=tmp_path / "storage",
         metrics_dir=metrics_dir,

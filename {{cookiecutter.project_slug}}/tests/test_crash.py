@@ -23,7 +23,7 @@ from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 {%- if cookiecutter.job_backend == "rq" %}
-from tests.processes import Process, start_worker
+from tests.processes import Process, free_port, start_worker
 {%- else %}
 from tests.processes import Process, start_web
 {%- endif %}
@@ -78,7 +78,13 @@ def executors(settings: Settings, logs: Path, round_: int) -> Iterator[list[Proc
     with ExitStack() as stack:
         started = [
 {%- if cookiecutter.job_backend == "rq" %}
-            stack.enter_context(start_worker(settings, logs / f"worker-{round_}-{n}.log"))
+            # Each worker serves its metrics on a port of its own.
+            stack.enter_context(
+                start_worker(
+                    settings.model_copy(update={"metrics_port": free_port()}),
+                    logs / f"worker-{round_}-{n}.log",
+                )
+            )
 {%- else %}
             stack.enter_context(start_web(settings, logs / f"web-{round_}-{n}.log"))
 {%- endif %}

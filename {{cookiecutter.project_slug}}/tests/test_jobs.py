@@ -21,7 +21,8 @@ from {{ cookiecutter.project_slug }}.jobs import store
 {%- endif %}
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
 from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
-from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
+from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
+from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -60,7 +61,8 @@ async def test_a_job_succeeds_with_its_result(jobs: JobQueue, sessionmaker: Sess
     assert (done.result, done.attempts, done.progress) == (5, 1, 1.0)
     assert done.started_at is not None
     assert done.finished_at is not None
-    assert done.lease_owner is None
+    # The row keeps the executor that ran it.
+    assert done.executor_id is not None
 
 
 async def test_a_failing_job_is_retried_with_backoff_then_failed(
@@ -160,27 +162,31 @@ async def test_retry_runs_a_failed_job_again_under_the_same_id(
 async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts(
     jobs: JobQueue, sessionmaker: SessionMaker
 ) -> None:
-    # Rows as a killed process leaves them: running, under a lease nobody renews.
-    expired = utcnow() - timedelta(seconds=1)
+    # Rows as a killed process leaves them: running, on an executor whose heartbeat stopped.
+    killed = Executor(host="killed-host", pid=1, backend="{{ cookiecutter.job_backend }}")
+    killed.heartbeat_at = utcnow() - timedelta(minutes=1)
     rerun = tasks.add.new_job(a=20, b=22)
     out_of_attempts = tasks.add.new_job(a=0, b=0)
     for job, attempts in ((rerun, 1), (out_of_attempts, 2)):
         job.status, job.attempts, job.max_attempts = JobStatus.RUNNING, attempts, 2
-        job.lease_owner, job.lease_expires_at = "killed-host:1:1", expired
+        job.executor_id = killed.id
     async with sessionmaker() as session:
-        session.add_all([rerun, out_of_attempts])
+        session.add_all([killed, rerun, out_of_attempts])
         await session.commit()
     succeeded = await wait_for(jobs, rerun.id, *FINISHED)
     assert (succeeded.status, succeeded.result, succeeded.attempts) == (JobStatus.SUCCEEDED, 42, 2)
     failed = await wait_for(jobs, out_of_attempts.id, *FINISHED)
-    assert (failed.status, failed.error_type) == (JobStatus.FAILED, "LeaseExpired")
+    assert (failed.status, failed.error_type) == (JobStatus.FAILED, "ExecutorLost")
+    async with sessionmaker() as session:
+        assert await session.get(Executor, killed.id) is None, "a dead executor is forgotten"
 
 
 async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    jobs: JobQueue, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     schedule = Schedule(tasks.add, every_seconds=0.25, arguments={"a": 1, "b": 2})
-    pollers = [Poller(sessionmaker, jobs.backend, 0.01, [schedule]) for _ in range(3)]
+    often = settings.model_copy(update={"job_poll_seconds": 0.01})
+    pollers = [Poller(sessionmaker, jobs.backend, often, [schedule]) for _ in range(3)]
     started = time.monotonic()
     loops = await asyncio.gather(*(poller.start() for poller in pollers))
     await asyncio.sleep(1.2)
@@ -262,7 +268,7 @@ async def test_jobs_running_at_once_share_their_claim_and_result_transactions(
     assert 1 <= result_transactions < 25
 
 
-async def test_a_job_cancelled_while_others_share_its_lease_stops_alone(
+async def test_a_job_cancelled_while_others_claimed_with_it_run_stops_alone(
     jobs: JobQueue, sessionmaker: SessionMaker
 ) -> None:
     async with sessionmaker() as session:
@@ -271,9 +277,9 @@ async def test_a_job_cancelled_while_others_share_its_lease_stops_alone(
         )
     for job in (cancelled, kept):
         await wait_for_note(f"napping {job.id}")
-    leases = {(await jobs.get(job.id)).lease_owner for job in (cancelled, kept)}
-    assert len(leases) == 1, "claimed together, the two jobs share one lease"
-    # Cancelled as another process would: in the table only, found at the lease renewal.
+    executors = {(await jobs.get(job.id)).executor_id for job in (cancelled, kept)}
+    assert len(executors) == 1, "claimed together, by one executor"
+    # Cancelled as another process would: in the table only, found at the next heartbeat.
     async with sessionmaker() as session:
         assert await store.cancel(session, cancelled.id)
     await wait_for_note(f"stopped {cancelled.id}")

@@ -66,7 +66,7 @@ async def test_sigterm_gives_the_running_job_its_grace_then_queues_it_again(
     assert worker.terminate(timeout=30) == 0, worker.output()
     assert f"stopped {job.id}" in tasks.noted()
     requeued = await jobs.get(job.id)
-    assert (requeued.status, requeued.attempts, requeued.lease_owner) == (JobStatus.QUEUED, 0, None)
+    assert (requeued.status, requeued.attempts, requeued.executor_id) == (JobStatus.QUEUED, 0, None)
 
 
 async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_sent_again(

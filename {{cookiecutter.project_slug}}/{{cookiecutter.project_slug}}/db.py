@@ -1,5 +1,7 @@
 """The async database engine and the per-request session."""
 
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated{% if cookiecutter.database == "sqlite" %}, Any{% endif %}
 
@@ -7,6 +9,7 @@ from fastapi import Depends, Request
 {%- if cookiecutter.database == "sqlite" %}
 from sqlalchemy import event
 {%- endif %}
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 {%- if cookiecutter.database == "sqlite" %}
 from sqlalchemy.pool import PoolResetState
@@ -16,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 SessionMaker = async_sessionmaker[AsyncSession]
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+def create_engine(database_url: str{% if cookiecutter.database == "postgresql" %}, timeout_seconds: float = 60.0{% endif %}) -> AsyncEngine:
 {%- if cookiecutter.database == "sqlite" %}
     # _reset below replaces the pool's rollback of each connection it gets back.
     engine = create_async_engine(database_url, pool_reset_on_return=None)
@@ -45,8 +48,61 @@ def create_engine(database_url: str) -> AsyncEngine:
     return engine
 {%- else %}
     # pre_ping drops connections the server closed (restart, idle timeout) before use.
-    return create_async_engine(database_url, pool_pre_ping=True)
+    # The timeouts end a connect or statement that a lost network would leave hanging.
+    return create_async_engine(
+        database_url,
+        pool_pre_ping=True,
+        connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds},
+    )
 {%- endif %}
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be used now ({% if cookiecutter.database == "sqlite" %}its file cannot be
+    written: disk full, read-only, locked too long{% else %}the server is down, restarting,
+    unreachable or out of connections{% endif %}) rather than that a statement is wrong."""
+    if isinstance(error, OSError | OperationalError | InterfaceError):
+        return True
+    if isinstance(error, DBAPIError):
+{%- if cookiecutter.database == "sqlite" %}
+        return error.connection_invalidated
+{%- else %}
+        # asyncpg's own errors, by SQLSTATE class: 08 connection, 53 insufficient
+        # resources, 57P operator intervention (shutdown, starting up).
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        return error.connection_invalidated or sqlstate.startswith(("08", "53", "57P"))
+{%- endif %}
+    return False
+
+
+class Outage:
+    """Logs when a loop first loses the database, and when it has it back: not every
+    failed try in between."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._logger = logger
+        self._what = what
+        self._since: float | None = None
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, error: BaseException) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            self._logger.error(
+                "%s: the database is unavailable (%s: %s); retrying until it is back",
+                self._what,
+                type(error).__name__,
+                str(error).splitlines()[0] if str(error) else "",
+            )
+
+    def ended(self) -> None:
+        if self._since is not None:
+            seconds = time.monotonic() - self._since
+            self._logger.warning("%s: the database is back after %.1f s", self._what, seconds)
+            self._since = None
 
 
 def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from {{ cookiecutter.project_slug }} import (
     metrics,
@@ -21,7 +22,11 @@ from {{ cookiecutter.project_slug }}.api import (
 )
 from {{ cookiecutter.project_slug }}.api import metrics as metrics_api
 from {{ cookiecutter.project_slug }}.api.keys import ApiKeys, require_api_key, require_metrics_key
-from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
+from {{ cookiecutter.project_slug }}.db import (
+    create_engine,
+    create_sessionmaker,
+    database_unavailable,
+)
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.errors import (
     JobNotFound,
@@ -45,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.warning("API_KEYS is not set: /api/v1 is open to anyone who can reach it")
     metrics.configure(settings.metrics_dir)
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url{% if cookiecutter.database == "postgresql" %}, settings.database_timeout_seconds{% endif %})
     sessionmaker = create_sessionmaker(engine)
     app.state.sessionmaker = sessionmaker
 {%- if cookiecutter.job_backend == "rq" %}
@@ -60,6 +65,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await backend.stop(settings.job_shutdown_grace_seconds)
     finally:
         await engine.dispose()
+
+
+# How long a client is asked to wait when the database is unavailable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def database_unavailable_answer(request: Request, error: Exception) -> JSONResponse:
+    """503 for a request that lost the database (down, restarting, unreachable, full):
+    the client may try again, nothing it sent was half written."""
+    if not database_unavailable(error):
+        raise error
+    logger.warning("answered 503: the database is unavailable (%s)", type(error).__name__)
+    return JSONResponse(
+        {"detail": "the database is unavailable; try again shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 async def job_not_found(request: Request, error: Exception) -> JSONResponse:
@@ -92,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(JobNotFound, job_not_found)
     app.add_exception_handler(JobStateConflict, job_state_conflict)
     app.add_exception_handler(JobsUnavailable, jobs_unavailable)
+    app.add_exception_handler(DBAPIError, database_unavailable_answer)
+    app.add_exception_handler(OSError, database_unavailable_answer)
     app.include_router(health.router)
     metrics_guard = [Depends(require_metrics_key)] if settings.metrics_require_api_key else []
     app.include_router(metrics_api.router, dependencies=metrics_guard)

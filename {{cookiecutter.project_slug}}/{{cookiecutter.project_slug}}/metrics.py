@@ -1,13 +1,22 @@
-"""Prometheus metrics, correct however many processes serve{% if cookiecutter.job_backend == "rq" %} and work{% endif %}.
+"""Prometheus metrics, correct however many processes serve{% if cookiecutter.job_backend == "rq" %} and work{% endif %}, on however many hosts.
 
-Counters and histograms use the client's multiprocess mode: each process writes its counts
-to files in `METRICS_DIR`, and `GET /metrics`, whichever process answers it, adds up the
-files of all of them. Files are named by slot, not by pid: a process takes the lowest slot
-no live process holds, so a restarted process carries on from a dead one's files and their
-number stays that of the processes running at once.
+In the web processes counters and histograms use the client's multiprocess mode: each
+process on a host writes its counts to files in that host's `METRICS_DIR`, and
+`GET /metrics`, whichever of them answers it, adds up the files of all of them. Files
+are named by slot, not by pid: a process takes the lowest slot no live process holds, so
+a restarted process carries on from a dead one's files and their number stays that of
+the processes running at once.
+{% if cookiecutter.job_backend == "rq" %}
+Each worker keeps its counts in memory and serves them itself on `METRICS_PORT`: nothing
+is shared between processes or hosts, and the totals over every target are the jobs run.
+{%- else %}
+Scrape every host: nothing is shared between hosts, and the totals over them are the
+jobs run.
+{%- endif %}
 
-Gauges that describe the queue (queued, running, oldest waiting) are read from the job
-table at scrape time: it is the one place that knows them for every process.
+Gauges that describe the queue (queued, running, oldest waiting, executors alive) are
+read from the database at scrape time: every host reports the same values for the whole
+service, so aggregate them with max(), not sum().
 """
 
 import fcntl
@@ -17,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+{%- if cookiecutter.job_backend == "rq" %}
+    start_http_server,
+{%- endif %}
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -124,6 +142,24 @@ def configure(directory: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     values.ValueClass = values.MultiProcessValue(_Slot(directory))  # type: ignore[no-untyped-call]  # untyped in the client
     _directory = directory
+{%- if cookiecutter.job_backend == "rq" %}
+
+
+def serve(host: str, port: int) -> None:
+    """Serve this process's own job counts on http://host:port/metrics, from a thread."""
+    # Counted in memory, even where PROMETHEUS_MULTIPROC_DIR is set for the web processes.
+    values.ValueClass = values.MutexValue
+    registry = CollectorRegistry()
+    for metric in (JOBS, JOB_DURATION, JOB_QUEUE_WAIT):
+        registry.register(metric)
+    try:
+        start_http_server(port, host, registry=registry)
+    except OSError as error:
+        raise SystemExit(
+            f"cannot serve metrics on {host}:{port} ({error.strerror}): give each worker "
+            "on this host its own METRICS_PORT, or 0 to serve none"
+        ) from error
+{%- endif %}
 
 
 def render(gauges: list[Gauge]) -> bytes:

@@ -12,30 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from {{ cookiecutter.project_slug }}.clock import SERVER_NOW, UTCDateTime
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A UTC datetime that is always timezone-aware, on the way in and on the way out.
-
-    A naive datetime is refused rather than guessed at, and values read back are aware
-    even where the database keeps no zone, so comparisons with `utcnow()` always work.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
-        return None if value is None else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
 
 
 def status_type(enum: type[StrEnum]) -> sa.Enum:
@@ -57,6 +38,15 @@ def created_timestamp() -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
 
 
+def database_timestamp() -> Any:
+    """Set by the database, in its own clock, when the row is inserted."""
+    return Field(
+        default=None,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": SERVER_NOW, "nullable": False},
+    )
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -66,8 +56,14 @@ class JobStatus(StrEnum):
 
 
 class Job(SQLModel, table=True):
-    # Claiming asks for due queued jobs: status first, then run_after.
-    __table_args__ = (sa.Index("ix_job_status_run_after", "status", "run_after"),)
+    __table_args__ = (
+        # Claiming asks for due queued jobs: status first, then run_after.
+        sa.Index("ix_job_status_run_after", "status", "run_after"),
+        # An executor's heartbeat asks for its running jobs; recovery for all running ones.
+        sa.Index("ix_job_status_executor_id", "status", "executor_id"),
+    )
+    # Read back what the database set (run_after) with the INSERT, not with a SELECT.
+    __mapper_args__ = {"eager_defaults": True}
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=100, index=True)
@@ -82,12 +78,25 @@ class Job(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=255, unique=True)
     progress: float = Field(default=0.0, ge=0, le=1)
     progress_message: str | None = Field(default=None, max_length=255)
-    run_after: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    lease_owner: str | None = Field(default=None, max_length=100)
-    lease_expires_at: datetime | None = timestamp(index=True)
+    # Due from this time on, in the database's clock: now, unless set.
+    run_after: datetime = database_timestamp()
+    # The executor that runs (or last ran) the job. A running job whose executor has
+    # stopped its heartbeat is run again elsewhere.
+    executor_id: uuid.UUID | None = None
     created_at: datetime = created_timestamp()
     started_at: datetime | None = timestamp()
     finished_at: datetime | None = timestamp(index=True)
+
+
+class Executor(SQLModel, table=True):
+    """A process that runs jobs, alive while its heartbeat is recent (database time)."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    host: str = Field(max_length=255)
+    pid: int
+    backend: str = Field(max_length=50)
+    started_at: datetime = database_timestamp()
+    heartbeat_at: datetime = database_timestamp()
 
 
 class EmailStatus(StrEnum):

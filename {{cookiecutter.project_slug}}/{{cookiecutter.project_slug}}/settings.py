@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="postgresql+asyncpg://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug }}",
     )
+    # A connection attempt or statement that takes longer fails (a lost network would
+    # otherwise leave it hanging): the request answers 503, a job write tries again.
+    database_timeout_seconds: float = Field(default=60.0, gt=0)
 {%- endif %}
 {%- if cookiecutter.job_backend == "rq" %}
     redis_url: str = "redis://localhost:6379/0"
@@ -43,9 +46,15 @@ class Settings(BaseSettings):
     # Where every process of this service on this host keeps its metric counts; /metrics
     # adds them up. Files are reused by later processes, so they do not pile up.
     metrics_dir: Path = Path("./metrics")
+{%- if cookiecutter.job_backend == "rq" %}
+    # Each worker serves its own counts on this address for Prometheus to scrape; give
+    # each worker on one host a port of its own. 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+{%- endif %}
     job_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
-    # A running job's claim; renewed every tenth of it. A job whose process died is run
-    # again once its lease has expired.
+    # Each process that runs jobs heartbeats ten times per lease; the jobs of one not
+    # heard from for a lease (it died, or lost the database) are run again elsewhere.
     job_lease_seconds: float = Field(default=30.0, gt=0)
     # How often due retries, left-over and periodic jobs are looked for.
     job_poll_seconds: float = Field(default=1.0, gt=0)

@@ -41,12 +41,10 @@ class Executor:
 
     def __init__(self, settings: Settings) -> None:
         self.backend = Backend(settings)
-        self._engine = create_engine(settings.database_url)
+        self._engine = create_engine(settings.database_url{% if cookiecutter.database == "postgresql" %}, settings.database_timeout_seconds{% endif %})
         sessionmaker = create_sessionmaker(self._engine)
-        self.runner = Runner(sessionmaker, settings)
-        self._poller = Poller(
-            sessionmaker, self.backend, settings.job_poll_seconds, schedules(settings)
-        )
+        self.runner = Runner(sessionmaker, settings, self.backend.name)
+        self._poller = Poller(sessionmaker, self.backend, settings, schedules(settings))
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
         self._services: list[asyncio.Task[None]] = []
@@ -61,15 +59,16 @@ class Executor:
         self._services = self.call(self._start_services(worker))
 
     async def _start_services(self, worker: SimpleWorker) -> list[asyncio.Task[None]]:
+        await self.runner.start()
         return [
-            asyncio.create_task(self.runner.keep_leases()),
             await self._poller.start(),
             asyncio.create_task(self._keep_heartbeat(worker)),
         ]
 
     async def _keep_heartbeat(self, worker: SimpleWorker) -> None:
         # RQ's worker heartbeats only between jobs when it runs them in its own process,
-        # as here; health checks look for recent heartbeats, so this thread sends them.
+        # as here; RQ's maintenance takes a worker silent for long for dead, so this
+        # task sends them while a job runs.
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), WORKER_HEARTBEAT_SECONDS)
@@ -131,7 +130,8 @@ def main() -> None:
     global _executor
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    metrics.configure(settings.metrics_dir)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_host, settings.metrics_port)
     _executor = Executor(settings)
     worker = Worker([_executor.backend.queue], connection=_executor.backend.redis)
     worker.grace_seconds = settings.job_shutdown_grace_seconds

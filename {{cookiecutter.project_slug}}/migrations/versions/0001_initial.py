@@ -1,4 +1,4 @@
-"""Create the job, email, document, batch (and its items) and report tables.
+"""Create the job, executor, email, document, batch (and its items) and report tables.
 
 Revision ID: 0001
 Revises:
@@ -14,6 +14,13 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# The database's clock sets these times, whatever the clock of the inserting host.
+{%- if cookiecutter.database == "sqlite" %}
+NOW = sa.text("(strftime('%Y-%m-%d %H:%M:%f000', 'now'))")
+{%- else %}
+NOW = sa.text("statement_timestamp()")
+{%- endif %}
 
 
 def upgrade() -> None:
@@ -99,6 +106,16 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_email_created_at"), "email", ["created_at"], unique=False)
     op.create_table(
+        "executor",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("backend", sa.String(length=50), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
+        sa.Column("heartbeat_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "job",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
@@ -126,9 +143,13 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("progress", sa.Float(), nullable=False),
         sa.Column("progress_message", sa.String(length=255), nullable=True),
-        sa.Column("run_after", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("lease_owner", sa.String(length=100), nullable=True),
-        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "run_after",
+            sa.DateTime(timezone=True),
+            server_default=NOW,
+            nullable=False,
+        ),
+        sa.Column("executor_id", sa.Uuid(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
@@ -137,9 +158,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_job_created_at"), "job", ["created_at"], unique=False)
     op.create_index(op.f("ix_job_finished_at"), "job", ["finished_at"], unique=False)
-    op.create_index(op.f("ix_job_lease_expires_at"), "job", ["lease_expires_at"], unique=False)
     op.create_index(op.f("ix_job_name"), "job", ["name"], unique=False)
     op.create_index("ix_job_status_run_after", "job", ["status", "run_after"], unique=False)
+    op.create_index("ix_job_status_executor_id", "job", ["status", "executor_id"], unique=False)
     op.create_table(
         "report",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -175,10 +196,11 @@ def downgrade() -> None:
     op.drop_table("report")
     op.drop_index("ix_job_status_run_after", table_name="job")
     op.drop_index(op.f("ix_job_name"), table_name="job")
-    op.drop_index(op.f("ix_job_lease_expires_at"), table_name="job")
+    op.drop_index("ix_job_status_executor_id", table_name="job")
     op.drop_index(op.f("ix_job_finished_at"), table_name="job")
     op.drop_index(op.f("ix_job_created_at"), table_name="job")
     op.drop_table("job")
+    op.drop_table("executor")
     op.drop_index(op.f("ix_email_created_at"), table_name="email")
     op.drop_table("email")
     op.drop_index(op.f("ix_document_created_at"), table_name="document")

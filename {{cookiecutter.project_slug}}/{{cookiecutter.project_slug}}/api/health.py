@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response, status
@@ -12,9 +14,7 @@ from sqlmodel import select
 from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
-{%- if cookiecutter.job_backend == "rq" %}
-from {{ cookiecutter.project_slug }}.jobs.backend import WORKER_SEEN_SECONDS, WorkerSeen
-{%- endif %}
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,15 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
+class ExecutorSeen(BaseModel):
+    id: uuid.UUID
+    host: str
+    pid: int
+    started_at: datetime
+    # How long ago its last heartbeat was, in the database's clock.
+    heartbeat_age_seconds: float
+
+
 class JobsHealth(BaseModel):
     backend: str
     queued: int
@@ -39,15 +48,30 @@ class JobsHealth(BaseModel):
     failed_last_hour: int
     # How long the job waiting longest since it came due has waited.
     oldest_queued_seconds: float
-{%- if cookiecutter.job_backend == "rq" %}
-    # Workers on this service's queue heard from in the last minute.
-    workers: list[WorkerSeen]
-{%- endif %}
+    # The processes running jobs{% if cookiecutter.job_backend == "rq" %} (workers){% endif %}, on every host, heard from within the lease.
+    executors: list[ExecutorSeen]
 
 
 def _sessionmaker(request: Request) -> SessionMaker:
     sessionmaker: SessionMaker = request.app.state.sessionmaker
     return sessionmaker
+
+
+async def _executors(request: Request) -> list[ExecutorSeen]:
+    settings: Settings = request.app.state.settings
+    async with _sessionmaker(request)() as session:
+        now = await store.database_time(session)
+        executors = await store.live_executors(session, settings.job_lease_seconds)
+    return [
+        ExecutorSeen(
+            id=executor.id,
+            host=executor.host,
+            pid=executor.pid,
+            started_at=executor.started_at,
+            heartbeat_age_seconds=round(max(0.0, (now - executor.heartbeat_at).total_seconds()), 3),
+        )
+        for executor in executors
+    ]
 
 
 @router.get("")
@@ -88,12 +112,12 @@ async def ready(
     """Ready for traffic: the database answers{% if cookiecutter.job_backend == "rq" %}, Redis answers and a worker was heard from{% endif %}."""
     checks = {"database": (await _check("database", _select_one(_sessionmaker(request))))[0]}
 {%- if cookiecutter.job_backend == "rq" %}
-    # Finding the workers asks Redis: that is the Redis check too.
-    checks["redis"], workers = await _check("redis", jobs.backend.workers())
-    if workers is None:
-        checks["workers"] = "unknown: Redis does not answer"
-    elif not workers:
-        checks["workers"] = f"no worker heard from in the last {WORKER_SEEN_SECONDS} s"
+    checks["redis"] = (await _check("redis", asyncio.to_thread(jobs.backend.redis.ping)))[0]
+    if checks["database"] != "ok":
+        checks["workers"] = "unknown: the database does not answer"
+    elif not (await _check("workers", _executors(request)))[1]:
+        settings: Settings = request.app.state.settings
+        checks["workers"] = f"no worker heard from in the last {settings.job_lease_seconds:g} s"
     else:
         checks["workers"] = "ok"
 {%- endif %}
@@ -114,7 +138,5 @@ async def jobs_health(request: Request, jobs: JobQueueDep) -> JobsHealth:
         running=stats.running,
         failed_last_hour=stats.failed_last_hour,
         oldest_queued_seconds=round(stats.oldest_queued_seconds, 3),
-{%- if cookiecutter.job_backend == "rq" %}
-        workers=(await _check("redis", jobs.backend.workers()))[1] or [],
-{%- endif %}
+        executors=await _executors(request),
     )

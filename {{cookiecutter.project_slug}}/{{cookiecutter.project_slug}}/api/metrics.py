@@ -1,23 +1,23 @@
-"""`GET /metrics`: Prometheus text, for every process of the service on this host."""
+"""`GET /metrics`: Prometheus text, for every web process of the service on this host."""
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from {{ cookiecutter.project_slug }} import metrics
-{%- if cookiecutter.job_backend == "rq" %}
-from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
-{%- endif %}
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response)
-async def scrape(request: Request{% if cookiecutter.job_backend == "rq" %}, jobs: JobQueueDep{% endif %}) -> Response:
+async def scrape(request: Request) -> Response:
     sessionmaker: SessionMaker = request.app.state.sessionmaker
+    settings: Settings = request.app.state.settings
     async with sessionmaker() as session:
         stats = await store.stats(session)
+        executors = await store.live_executors(session, settings.job_lease_seconds)
     gauges = [
         metrics.Gauge("jobs_queued", "Jobs waiting to run, due or not.", stats.queued),
         metrics.Gauge("jobs_running", "Jobs running now, in any process.", stats.running),
@@ -26,12 +26,10 @@ async def scrape(request: Request{% if cookiecutter.job_backend == "rq" %}, jobs
             "How long the job waiting longest since it came due has waited.",
             stats.oldest_queued_seconds,
         ),
-{%- if cookiecutter.job_backend == "rq" %}
         metrics.Gauge(
-            "rq_workers",
-            "Workers on this queue heard from lately.",
-            len(await jobs.backend.workers()),
+            "job_executors",
+            "Processes running jobs, on every host, heard from within the lease.",
+            len(executors),
         ),
-{%- endif %}
     ]
     return Response(metrics.render(gauges), media_type=CONTENT_TYPE_LATEST)

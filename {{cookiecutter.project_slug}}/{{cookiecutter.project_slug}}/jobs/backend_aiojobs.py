@@ -1,7 +1,7 @@
 """Runs jobs inside the web process on an aiojobs Scheduler with bounded concurrency.
 
 Nothing is lost on a crash: the job table holds every job, and the poller picks up
-what a dead process left behind once its lease expires.
+what a dead process left behind once its heartbeat is older than the lease.
 """
 
 import asyncio
@@ -26,14 +26,14 @@ class Backend:
     def __init__(
         self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
     ) -> None:
-        self.runner = Runner(sessionmaker, settings)
-        self._poller = Poller(sessionmaker, self, settings.job_poll_seconds, schedules)
+        self.runner = Runner(sessionmaker, settings, self.name)
+        self._poller = Poller(sessionmaker, self, settings, schedules)
         self._concurrency = settings.job_concurrency
         self._pending_limit = settings.job_pending_limit
         self._scheduler: aiojobs.Scheduler | None = None
         self._jobs: dict[uuid.UUID, aiojobs.Job[None]] = {}
-        # The lease keeper and the poller are not jobs: they must not take a job's slot.
-        self._services: list[asyncio.Task[None]] = []
+        # The poller is not a job: it must not take a job's slot.
+        self._poller_task: asyncio.Task[None] | None = None
         self._accepting = False
 
     @property
@@ -47,10 +47,8 @@ class Backend:
         self._scheduler = aiojobs.Scheduler(
             limit=self._concurrency, pending_limit=self._pending_limit
         )
-        self._services = [
-            asyncio.create_task(self.runner.keep_leases()),
-            await self._poller.start(),
-        ]
+        await self.runner.start()
+        self._poller_task = await self._poller.start()
         self._accepting = True
         logger.info(
             "job backend %s started (concurrency %d, pending limit %d)",
@@ -103,5 +101,6 @@ class Backend:
         await self.runner.stop(grace_seconds)
         await self.scheduler.close()
         self._jobs.clear()
-        await asyncio.gather(*self._services)
+        if self._poller_task is not None:
+            await self._poller_task
         logger.info("job backend %s stopped", self.name)

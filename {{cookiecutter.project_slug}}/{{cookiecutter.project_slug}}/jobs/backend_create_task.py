@@ -1,7 +1,7 @@
 """Runs jobs as asyncio tasks inside the web process.
 
 Nothing is lost on a crash: the job table holds every job, and the poller picks up
-what a dead process left behind once its lease expires.
+what a dead process left behind once its heartbeat is older than the lease.
 """
 
 import asyncio
@@ -27,19 +27,17 @@ class Backend:
     def __init__(
         self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
     ) -> None:
-        self.runner = Runner(sessionmaker, settings)
-        self._poller = Poller(sessionmaker, self, settings.job_poll_seconds, schedules)
+        self.runner = Runner(sessionmaker, settings, self.name)
+        self._poller = Poller(sessionmaker, self, settings, schedules)
         # The event loop keeps only weak references to tasks: without these a running
         # job could be garbage-collected mid-flight.
         self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._services: list[asyncio.Task[None]] = []
+        self._poller_task: asyncio.Task[None] | None = None
         self._accepting = False
 
     async def start(self) -> None:
-        self._services = [
-            asyncio.create_task(self.runner.keep_leases()),
-            await self._poller.start(),
-        ]
+        await self.runner.start()
+        self._poller_task = await self._poller.start()
         self._accepting = True
         logger.info("job backend %s started", self.name)
 
@@ -73,5 +71,6 @@ class Backend:
         await self.runner.stop(grace_seconds)
         # Tasks that had not started their job return at once: it stays queued.
         await asyncio.gather(*self._jobs.values(), return_exceptions=True)
-        await asyncio.gather(*self._services)
+        if self._poller_task is not None:
+            await self._poller_task
         logger.info("job backend %s stopped", self.name)

@@ -8,11 +8,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
@@ -28,22 +27,14 @@ RUN_JOB = "{{ cookiecutter.project_slug }}.worker.run_job"
 POLL_BATCH = 500
 WAITING = {RQJobStatus.QUEUED, RQJobStatus.SCHEDULED, RQJobStatus.DEFERRED}
 FAILED_JOB_TTL_SECONDS = 7 * 24 * 3600
-# Workers write a heartbeat to Redis this often, busy or idle ...
+# Workers write RQ's heartbeat to Redis this often, busy or idle, so RQ's own
+# maintenance never takes a busy worker for dead.
 WORKER_HEARTBEAT_SECONDS = 10
-# ... so one not heard from for this long is taken for dead.
-WORKER_SEEN_SECONDS = 60
 
 
 def as_utc(moment: datetime) -> datetime:
     # RQ keeps UTC times without a zone.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class WorkerSeen:
-    name: str
-    state: str
-    last_seen_seconds: float
 
 
 class Backend:
@@ -125,21 +116,6 @@ class Backend:
         return since is not None and (
             as_utc(since) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
         )
-
-    async def workers(self) -> list[WorkerSeen]:
-        """The workers on this queue heard from in the last WORKER_SEEN_SECONDS."""
-        return await asyncio.to_thread(self._workers)
-
-    def _workers(self) -> list[WorkerSeen]:
-        now = datetime.now(UTC)
-        seen = []
-        for worker in Worker.all(connection=self.redis, queue=self.queue):
-            if worker.last_heartbeat is None:
-                continue
-            age = (now - as_utc(worker.last_heartbeat)).total_seconds()
-            if age <= WORKER_SEEN_SECONDS:
-                seen.append(WorkerSeen(worker.name, str(worker.get_state()), round(age, 1)))
-        return seen
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Nothing to do here: a waiting job is skipped when a worker finds it cancelled,

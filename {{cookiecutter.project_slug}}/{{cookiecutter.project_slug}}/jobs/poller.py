@@ -1,7 +1,7 @@
 """Finds work that no request handed over: retries coming due, jobs left queued by a
-restart, jobs whose executor died, and periodic jobs. It runs beside every executor,
-and several pollers at once are safe: each change it makes is one atomic UPDATE or
-an insert under a unique key."""
+restart, jobs whose executor stopped its heartbeat, and periodic jobs. It runs beside
+every executor, and several pollers at once are safe: each change it makes is one
+atomic UPDATE or an insert under a unique key. Times are the database's."""
 
 import asyncio
 import contextlib
@@ -12,10 +12,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from {{ cookiecutter.project_slug }} import metrics
-from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.registry import Task
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +48,19 @@ class Poller:
         self,
         sessionmaker: SessionMaker,
         dispatcher: Dispatcher,
-        interval_seconds: float,
+        settings: Settings,
         schedules: Sequence[Schedule] = (),
     ) -> None:
         self._sessionmaker = sessionmaker
         self._dispatcher = dispatcher
-        self._interval_seconds = interval_seconds
+        self._interval_seconds = settings.job_poll_seconds
+        self._lease_seconds = settings.job_lease_seconds
         self._schedules = schedules
         self._enqueued_periods: dict[str, int] = {}
+        self._outage = Outage(logger, "polling for due jobs")
+        # After an outage every executor's heartbeat is late: give them a lease to beat
+        # again before taking their jobs for stalled.
+        self._recover_after = 0.0
         self._stopped = asyncio.Event()
 
     async def start(self) -> asyncio.Task[None]:
@@ -73,8 +81,14 @@ class Poller:
     async def _poll(self) -> None:
         try:
             await self.poll_once()
-        except Exception:
-            logger.exception("polling for due jobs failed; trying again")
+        except Exception as error:
+            if not database_unavailable(error):
+                logger.exception("polling for due jobs failed; trying again")
+                return
+            self._outage.failed(error)
+            self._recover_after = time.monotonic() + self._lease_seconds
+            return
+        self._outage.ended()
 
     def stop(self) -> None:
         """End the polling after the poll in progress, if any: never halfway through a
@@ -83,21 +97,12 @@ class Poller:
 
     async def poll_once(self) -> None:
         async with self._sessionmaker() as session:
-            requeued, failed = await store.recover_expired_leases(session)
-            if requeued or failed:
-                logger.warning(
-                    "found %d jobs whose process stopped mid-run: %d queued again, "
-                    "%d failed (out of attempts)",
-                    len(requeued) + len(failed),
-                    len(requeued),
-                    len(failed),
-                )
-            for name in requeued:
-                metrics.job_counted(name, "retried")
-            for name in failed:
-                metrics.job_counted(name, "failed")
-            for schedule in self._schedules:
-                await self._enqueue_periodic(schedule)
+            if time.monotonic() >= self._recover_after:
+                await self._recover_stalled_jobs(session)
+            if self._schedules:
+                now = await store.database_time(session)
+                for schedule in self._schedules:
+                    await self._enqueue_periodic(schedule, now.timestamp())
             slots = self._dispatcher.free_slots()
             if slots <= 0:
                 return
@@ -105,8 +110,24 @@ class Poller:
         if due:
             await self._dispatcher.dispatch(due)
 
-    async def _enqueue_periodic(self, schedule: Schedule) -> None:
-        period = int(time.time() // schedule.every_seconds)
+    async def _recover_stalled_jobs(self, session: AsyncSession) -> None:
+        requeued, failed = await store.recover_stalled_jobs(session, self._lease_seconds)
+        if requeued or failed:
+            logger.warning(
+                "found %d jobs whose process went unheard for over %g s: %d queued again, "
+                "%d failed (out of attempts)",
+                len(requeued) + len(failed),
+                self._lease_seconds,
+                len(requeued),
+                len(failed),
+            )
+        for name in requeued:
+            metrics.job_counted(name, "retried")
+        for name in failed:
+            metrics.job_counted(name, "failed")
+
+    async def _enqueue_periodic(self, schedule: Schedule, now: float) -> None:
+        period = int(now // schedule.every_seconds)
         name = schedule.task.name
         if self._enqueued_periods.get(name) == period:
             return

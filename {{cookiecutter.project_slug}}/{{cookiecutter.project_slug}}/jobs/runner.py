@@ -1,8 +1,13 @@
 """The one runner that executes every job.
 
 The backend only decides where `Runner.run(job_id)` is awaited: {% if cookiecutter.job_backend == "create_task" %}in an asyncio task{% elif cookiecutter.job_backend == "aiojobs" %}in an aiojobs job{% else %}in an RQ worker{% endif %}.
-Claiming, leases, timeouts, retries with backoff, cancellation and the recording of
-results are all here, once.
+Claiming, the executor's heartbeat, timeouts, retries with backoff, cancellation and the
+recording of results are all here, once.
+
+The process is one executor: a row in the executor table that it heartbeats in the
+database's time. The jobs it runs name it; when its heartbeat stops (the process died,
+or lost the database for longer than the lease), any other process's poller gives its
+jobs to the queue again, and a late write from this one changes nothing.
 """
 
 import asyncio
@@ -15,13 +20,14 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from structlog.contextvars import bound_contextvars, clear_contextvars
 
 from {{ cookiecutter.project_slug }} import metrics
-from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.registry import (
@@ -31,12 +37,18 @@ from {{ cookiecutter.project_slug }}.jobs.registry import (
     ProgressReporter,
     Task,
 )
-from {{ cookiecutter.project_slug }}.models import Job
+from {{ cookiecutter.project_slug }}.models import Executor, Job
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_WRITE_INTERVAL_SECONDS = 1.0
+# How long a write of a job's outcome waits before trying again while the database is
+# unavailable: the job stays held by this process meanwhile.
+WRITE_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
+WRITE_RETRY_MAX_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 class UnknownTask(Exception):
@@ -49,96 +61,167 @@ def retry_delay(task: Task, attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+@dataclass
+class _Attempt:
+    task: asyncio.Task[Any]
+    # The claim landed: the table says this process runs the job.
+    claimed: bool = False
+    # Its outcome is being written: it is no longer stopped when the job is lost.
+    finishing: bool = False
+
+
 class Runner:
-    def __init__(self, sessionmaker: SessionMaker, settings: Settings) -> None:
+    def __init__(self, sessionmaker: SessionMaker, settings: Settings, backend: str) -> None:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._lease_seconds = settings.job_lease_seconds
-        self._owner = f"{socket.gethostname()[:60]}:{os.getpid()}"
-        self._claim_numbers = itertools.count(1)
+        self.executor_id = uuid.uuid4()
+        self._backend = backend
         # Jobs started or finished at the same moment share their claim's transaction,
         # and their results' transaction: under load, two commits per batch, not per job.
         self._claims = Batcher(self._claim)
         self._successes = Batcher(self._record_successes)
-        self._claiming: set[asyncio.Task[Any]] = set()
-        self._running: dict[uuid.UUID, tuple[str, asyncio.Task[Any]]] = {}
+        # Every job this process is claiming or running, by id: one attempt at a time.
+        self._attempts: dict[uuid.UUID, _Attempt] = {}
+        self._outage = Outage(logger, "running jobs")
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
+        # In the executor table: jobs are claimed only then, or they would look stalled.
+        self._joined = False
+
+    async def start(self) -> None:
+        """Enter this process in the executor table, and keep its heartbeat. With the
+        database unavailable it starts all the same, and joins once the database is back."""
+        with self._unless_unavailable("joining the executor table"):
+            await self._join()
+        self._heartbeat = asyncio.create_task(self._keep_heartbeat())
+
+    async def _join(self) -> None:
+        async with self._sessionmaker() as session:
+            await store.register_executor(session, self._executor_row())
+        self._joined = True
+        logger.info("executor %s started", self.executor_id)
+
+    def _executor_row(self) -> Executor:
+        host = socket.gethostname()[:255]
+        return Executor(id=self.executor_id, host=host, pid=os.getpid(), backend=self._backend)
 
     def cancel(self, job_id: uuid.UUID) -> None:
-        """Stop the job if this process runs it (it was cancelled, or lost its lease)."""
-        if job_id in self._running:
-            self._running[job_id][1].cancel()
+        """Stop the job if this process runs it (it was cancelled)."""
+        attempt = self._attempts.get(job_id)
+        if attempt is not None and attempt.claimed and not attempt.finishing:
+            attempt.task.cancel()
 
     async def run(self, job_id: uuid.UUID) -> None:
         """Run one attempt of the job, if it is due and nobody else has it."""
-        if self._stopping:
+        if self._stopping or not self._joined or job_id in self._attempts:
             return
         current = asyncio.current_task()
         assert current is not None  # run() is always awaited inside a task
-        self._claiming.add(current)
+        attempt = self._attempts[job_id] = _Attempt(current)
         try:
-            claimed = await self._claims.submit(job_id)
-        finally:
-            self._claiming.discard(current)
-        if claimed is None:
-            return
-        job, lease = claimed
-        waited = (job.started_at or job.run_after) - job.run_after
-        metrics.job_started(job.name, waited.total_seconds())
-        self._running[job_id] = (lease, current)
-        # Every line logged in the attempt names the job; not the request that started it.
-        clear_contextvars()
-        try:
+            try:
+                job = await self._claims.submit(job_id)
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
+                # The job stays queued: a poller finds it once the database is back.
+                self._outage.failed(error)
+                return
+            if job is None:
+                return
+            attempt.claimed = True
+            waited = (job.started_at or job.run_after) - job.run_after
+            metrics.job_started(job.name, waited.total_seconds())
+            # Every line logged in the attempt names the job; not the request that started it.
+            clear_contextvars()
             with bound_contextvars(job_id=str(job.id), job_name=job.name, attempt=job.attempts):
-                await self._attempt(job, lease)
+                await self._attempt(job, attempt)
         finally:
-            del self._running[job_id]
+            del self._attempts[job_id]
 
-    async def _claim(self, job_ids: Sequence[uuid.UUID]) -> list[tuple[Job, str] | None]:
-        # Each claim gets its own lease name, shared by the jobs claimed together, so a
-        # stale executor of an earlier attempt can never write over a later one.
-        lease = f"{self._owner}:{next(self._claim_numbers)}"
+    async def _claim(self, job_ids: Sequence[uuid.UUID]) -> list[Job | None]:
         async with self._sessionmaker() as session:
-            jobs = await store.claim(session, job_ids, lease, self._lease_seconds)
+            jobs = await store.claim(session, job_ids, self.executor_id)
             if jobs and self._stopping:
                 # Claimed while shutting down: straight back to the queue.
-                await store.release(session, [lease])
+                await store.release(session, self.executor_id, [job.id for job in jobs])
                 jobs = []
         by_id = {job.id: job for job in jobs}
-        # pop: a job dispatched twice in one batch is run once.
-        return [(job, lease) if (job := by_id.pop(job_id, None)) else None for job_id in job_ids]
+        return [by_id.get(job_id) for job_id in job_ids]
 
     async def _record_successes(self, successes: Sequence[store.Success]) -> list[bool]:
         async with self._sessionmaker() as session:
-            return await store.record_successes(session, successes)
+            return await store.record_successes(session, self.executor_id, successes)
+
+    async def _record_failure(
+        self, job_id: uuid.UUID, error: BaseException, retry_in_seconds: float | None
+    ) -> bool:
+        async with self._sessionmaker() as session:
+            return await store.record_failure(
+                session, job_id, self.executor_id, error, retry_in_seconds
+            )
+
+    async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Write a job's outcome; while the database is unavailable, try again. The job
+        stays running in the table meanwhile, and this process's heartbeat resumes with
+        the database, so the outcome lands unless the outage outlasts the lease."""
+        delays = itertools.chain(WRITE_RETRY_SECONDS, itertools.repeat(WRITE_RETRY_MAX_SECONDS))
+        while True:
+            try:
+                written = await write()
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
+                self._outage.failed(error)
+                await asyncio.sleep(next(delays))
+                continue
+            self._outage.ended()
+            return written
 
     async def stop(self, grace_seconds: float) -> None:
         """Start no more jobs; let running ones finish within the grace, then queue the
         rest again (their attempt not counted) and stop them."""
         self._stopping = True
-        busy = self._claiming | {task for _, task in self._running.values()}
-        if busy:
-            await asyncio.wait(busy, timeout=grace_seconds)
+        if self._attempts:
+            await asyncio.wait({a.task for a in self._attempts.values()}, timeout=grace_seconds)
         # Claims take milliseconds: let those in flight land (and give their job back)
         # rather than cancel them halfway through a transaction.
-        if self._claiming:
-            await asyncio.wait(set(self._claiming))
-        if self._running:
-            leases = [lease for lease, _ in self._running.values()]
-            running = [task for _, task in self._running.values()]
-            # One UPDATE for all of them: a shutdown should not queue a write per job.
-            async with self._sessionmaker() as session:
-                released = await store.release(session, leases)
-            for task in running:
+        claiming = {a.task for a in self._attempts.values() if not a.claimed}
+        if claiming:
+            await asyncio.wait(claiming)
+        if self._attempts:
+            unfinished = [job_id for job_id, a in self._attempts.items() if not a.finishing]
+            tasks = [a.task for a in self._attempts.values()]
+            with self._unless_unavailable("giving back unfinished jobs"):
+                # One UPDATE for all of them: a shutdown should not queue a write per job.
+                async with self._sessionmaker() as session:
+                    released = await store.release(session, self.executor_id, unfinished)
+                logger.warning("%d jobs outlasted the grace; queued for the next start", released)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            logger.warning("%d jobs outlasted the grace; queued for the next start", released)
+            await asyncio.gather(*tasks, return_exceptions=True)
         # A result write does not stop with the jobs cancelled while waiting for it.
         await self._successes.drained()
         self._stopped.set()
+        if self._heartbeat is not None:
+            await self._heartbeat
+        with self._unless_unavailable("leaving the executor table"):
+            async with self._sessionmaker() as session:
+                await store.remove_executor(session, self.executor_id)
 
-    async def _attempt(self, job: Job, lease: str) -> None:
+    @contextlib.contextmanager
+    def _unless_unavailable(self, what: str) -> Any:
+        try:
+            yield
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            # Jobs this process still holds run again elsewhere once the lease runs out.
+            logger.error("%s failed: the database is unavailable (%s)", what, error)
+
+    async def _attempt(self, job: Job, attempt: _Attempt) -> None:
         started = time.monotonic()
         task = TASKS.get(job.name)
         deadline = asyncio.timeout(job.timeout_seconds)
@@ -152,7 +235,7 @@ class Runner:
                     max_attempts=job.max_attempts,
                     session=task_session,
                     settings=self._settings,
-                    _report_progress=self._progress_reporter(job.id, lease),
+                    _report_progress=self._progress_reporter(job.id),
                 )
                 async with deadline:
                     result = await task.function(context, **job.arguments)
@@ -165,11 +248,13 @@ class Runner:
             retryable = not isinstance(error, PermanentJobError)
             if task is not None and retryable and job.attempts < job.max_attempts:
                 delay = retry_delay(task, job.attempts)
-            async with self._sessionmaker() as session:
-                recorded = await store.record_failure(session, job.id, lease, failure, delay)
-            if recorded:
-                status = "failed" if delay is None else "retried"
-                metrics.job_ended(job.name, status, time.monotonic() - started)
+            attempt.finishing = True
+            recorded = await self._write(lambda: self._record_failure(job.id, failure, delay))
+            if not recorded:
+                self._log_rejected(job)
+                return
+            status = "failed" if delay is None else "retried"
+            metrics.job_ended(job.name, status, time.monotonic() - started)
             logger.warning(
                 "job failed on attempt %d of %d: %s: %s; %s",
                 job.attempts,
@@ -180,13 +265,24 @@ class Runner:
                 exc_info=failure is error and retryable and not isinstance(error, UnknownTask),
             )
             return
-        recorded = await self._successes.submit(store.Success(job.id, lease, result))
-        if recorded:
-            seconds = time.monotonic() - started
-            metrics.job_ended(job.name, "succeeded", seconds)
-            logger.info("job succeeded in %.3f s", seconds)
+        attempt.finishing = True
+        recorded = await self._write(lambda: self._successes.submit(store.Success(job.id, result)))
+        if not recorded:
+            self._log_rejected(job)
+            return
+        seconds = time.monotonic() - started
+        metrics.job_ended(job.name, "succeeded", seconds)
+        logger.info("job succeeded in %.3f s", seconds)
 
-    def _progress_reporter(self, job_id: uuid.UUID, lease: str) -> ProgressReporter:
+    def _log_rejected(self, job: Job) -> None:
+        logger.warning(
+            "outcome of attempt %d not recorded: the job was cancelled, or is run by "
+            "another executor since this one went unheard for over %g s",
+            job.attempts,
+            self._lease_seconds,
+        )
+
+    def _progress_reporter(self, job_id: uuid.UUID) -> ProgressReporter:
         last_write = 0.0
 
         async def report(fraction: float, message: str | None) -> None:
@@ -195,29 +291,58 @@ class Runner:
             if fraction < 1.0 and now - last_write < PROGRESS_WRITE_INTERVAL_SECONDS:
                 return
             last_write = now
-            async with self._sessionmaker() as session:
-                await store.record_progress(session, job_id, lease, fraction, message)
+            # Progress is a hint: an outage skips it rather than failing the job.
+            with self._unless_unavailable("saving progress"):
+                async with self._sessionmaker() as session:
+                    await store.record_progress(
+                        session, job_id, self.executor_id, fraction, message
+                    )
 
         return report
 
-    async def keep_leases(self) -> None:
-        """Renew the leases of running jobs; stop those cancelled or lost meanwhile.
-
-        Runs until the runner has stopped. A lease lasts `lease_seconds` and is renewed
-        ten times as often, so a few missed renewals do not cost a job.
-        """
+    async def _keep_heartbeat(self) -> None:
+        """Heartbeat ten times per lease, so a few missed beats do not cost the jobs; stop
+        the jobs the table no longer gives this process (cancelled, or run elsewhere),
+        and give back those it gives this process but that do not run here."""
+        outage = Outage(logger, "executor heartbeat")
         while not self._stopped.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopped.wait(), self._lease_seconds / 10)
-            held = {job_id: lease for job_id, (lease, _) in self._running.items()}
-            if not held:
-                continue
+            if self._stopped.is_set():
+                return
+            # Taken before the heartbeat: a job claimed after it is not judged by it.
+            running = {job_id for job_id, a in self._attempts.items() if a.claimed}
             try:
-                async with self._sessionmaker() as session:
-                    lost = await store.renew_leases(session, held, self._lease_seconds)
-            except Exception:
-                logger.exception("renewing job leases failed; trying again")
+                held = await self._beat()
+            except Exception as error:
+                if not database_unavailable(error):
+                    logger.exception("the executor heartbeat failed; trying again")
+                    continue
+                outage.failed(error)
                 continue
-            for job_id in lost:
-                logger.info("job %s was cancelled or lost its lease; stopping it", job_id)
-                self.cancel(job_id)
+            outage.ended()
+            for job_id in running - held:
+                attempt = self._attempts.get(job_id)
+                if attempt is not None and not attempt.finishing:
+                    logger.info("job %s was cancelled or is run elsewhere now; stopping it", job_id)
+                    attempt.task.cancel()
+
+    async def _beat(self) -> set[uuid.UUID]:
+        if not self._joined:
+            await self._join()
+            return set()
+        async with self._sessionmaker() as session:
+            held = await store.heartbeat(session, self.executor_id)
+            if held is None:
+                logger.error(
+                    "this process went unheard for over %g s and was taken for dead: its "
+                    "jobs run elsewhere now; rejoining",
+                    self._lease_seconds,
+                )
+                await store.register_executor(session, self._executor_row())
+                return set()
+            # A claim whose answer was lost (the connection broke after the commit).
+            orphans = held - self._attempts.keys()
+            if orphans and (released := await store.release(session, self.executor_id, orphans)):
+                logger.warning("%d jobs held here but not running here: queued again", released)
+            return held

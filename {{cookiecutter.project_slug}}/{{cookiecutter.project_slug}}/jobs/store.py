@@ -2,23 +2,24 @@
 
 Each UPDATE names the state it expects in its WHERE clause, so when two processes race
 for the same job exactly one of them changes it; the other sees a row count of 0.
-Updates made by an executor also name its lease, so an executor that lost its lease
-(the job was cancelled, or rerun elsewhere after the lease expired) changes nothing.
+Updates made by an executor also name the executor, so one that lost its job (the job
+was cancelled, or run again elsewhere after its heartbeat stopped) changes nothing.
+Every time compared or written here is the database's (`clock.now()`).
 """
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cache
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, bindparam
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select, update
+from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
+from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
 
 ERROR_MESSAGE_LIMIT = 2000
 
@@ -47,6 +48,48 @@ async def add_unless_duplicate(session: AsyncSession, job: Job) -> tuple[Job, bo
     return job, True
 
 
+async def database_time(session: AsyncSession) -> datetime:
+    return (await session.exec(select(clock.now()))).one()
+
+
+async def register_executor(session: AsyncSession, executor: Executor) -> None:
+    """Add this executor's row (again, after it was taken for dead), its heartbeat now."""
+    session.add(executor)
+    await session.commit()
+
+
+async def heartbeat(session: AsyncSession, executor_id: uuid.UUID) -> set[uuid.UUID] | None:
+    """Note that the executor is alive; return the ids of the jobs the table says it
+    runs, or None when its row is gone: it was taken for dead and its jobs given away."""
+    beat = await session.exec(
+        update(Executor).where(col(Executor.id) == executor_id).values(heartbeat_at=clock.now())
+    )
+    held = None
+    if beat.rowcount == 1:
+        running = await session.exec(
+            select(Job.id).where(
+                col(Job.status) == JobStatus.RUNNING, col(Job.executor_id) == executor_id
+            )
+        )
+        held = set(running.all())
+    await session.commit()
+    return held
+
+
+async def remove_executor(session: AsyncSession, executor_id: uuid.UUID) -> None:
+    await session.exec(delete(Executor).where(col(Executor.id) == executor_id))
+    await session.commit()
+
+
+async def live_executors(session: AsyncSession, lease_seconds: float) -> Sequence[Executor]:
+    """The executors heard from within the lease, oldest first."""
+    alive = col(Executor.heartbeat_at) >= clock.now(-lease_seconds)
+    statement = select(Executor).where(alive).order_by(col(Executor.started_at))
+    executors = (await session.exec(statement)).all()
+    await session.commit()
+    return executors
+
+
 # The statements every job runs are built once and their values bound at each execution:
 # building a statement costs more than running it. They run in the runner's own short
 # sessions, which hold no job object to keep in step, so they skip that synchronisation.
@@ -55,14 +98,13 @@ _CLAIM = (
     .where(
         col(Job.id).in_(bindparam("job_ids", expanding=True)),
         col(Job.status) == JobStatus.QUEUED,
-        col(Job.run_after) <= bindparam("now"),
+        col(Job.run_after) <= clock.now(),
     )
     .values(
         status=JobStatus.RUNNING,
         attempts=col(Job.attempts) + 1,
-        lease_owner=bindparam("lease"),
-        lease_expires_at=bindparam("expires"),
-        started_at=bindparam("now"),
+        executor_id=bindparam("holder"),
+        started_at=clock.now(),
     )
     # The claimed rows come back with the UPDATE: no SELECT after it.
     .returning(Job)
@@ -71,113 +113,83 @@ _CLAIM = (
 
 
 async def claim(
-    session: AsyncSession, job_ids: Collection[uuid.UUID], lease: str, lease_seconds: float
+    session: AsyncSession, job_ids: Collection[uuid.UUID], executor_id: uuid.UUID
 ) -> list[Job]:
-    """Start the next attempt of each of these jobs that is queued and due, all under
-    `lease`; those not claimable (not due, taken by another executor, finished or
-    cancelled) are left out. Updates that follow name the job as well as the lease."""
-    now = utcnow()
-    expires = now + timedelta(seconds=lease_seconds)
-    params = {"job_ids": list(job_ids), "now": now, "lease": lease, "expires": expires}
+    """Start the next attempt of each of these jobs that is queued and due, held by
+    this executor; those not claimable (not due, taken by another executor, finished
+    or cancelled) are left out."""
+    params = {"job_ids": list(job_ids), "holder": executor_id}
     jobs = list((await session.exec(_CLAIM, params=params)).scalars())
     await session.commit()
     return jobs
 
 
-# The job named by the parameter `job_id`, still running under the lease `lease`.
-_HELD = (
-    col(Job.id) == bindparam("job_id"),
-    col(Job.lease_owner) == bindparam("lease"),
-    col(Job.status) == JobStatus.RUNNING,
-)
-
-
-@cache
-def _held_update(columns: frozenset[str]) -> Update:
-    """Set `columns` of the job held under a lease, each from the parameter `set_<column>`."""
+def _held(job_id: uuid.UUID, executor_id: uuid.UUID) -> tuple[Any, ...]:
+    """The job, still running on this executor."""
     return (
-        update(Job)
-        .where(*_HELD)
-        .values({column: bindparam(f"set_{column}") for column in columns})
-        .execution_options(synchronize_session=False)
+        col(Job.id) == job_id,
+        col(Job.executor_id) == executor_id,
+        col(Job.status) == JobStatus.RUNNING,
     )
 
 
-async def _update_held(session: AsyncSession, job_id: uuid.UUID, lease: str, **values: Any) -> bool:
-    params = {f"set_{column}": value for column, value in values.items()}
-    statement = _held_update(frozenset(values))
-    changed = await session.exec(statement, params={"job_id": job_id, "lease": lease, **params})
-    await session.commit()
-    return changed.rowcount == 1
-
-
-async def renew_leases(
-    session: AsyncSession, held: Mapping[uuid.UUID, str], lease_seconds: float
-) -> set[uuid.UUID]:
-    """Extend the leases of these running jobs (id to lease); return the ids of those no
-    longer held (cancelled, or run again elsewhere after their lease ran out)."""
-    leases = set(held.values())
-    running = col(Job.lease_owner).in_(leases) & (col(Job.status) == JobStatus.RUNNING)
-    expires = utcnow() + timedelta(seconds=lease_seconds)
-    await session.exec(update(Job).where(running).values(lease_expires_at=expires))
-    # Jobs claimed together share a lease, so what is still held is told by id and lease.
-    rows = (await session.exec(select(Job.id, Job.lease_owner).where(running))).all()
-    await session.commit()
-    still_held = {job_id for job_id, lease in rows if held.get(job_id) == lease}
-    return set(held) - still_held
-
-
 async def record_progress(
-    session: AsyncSession, job_id: uuid.UUID, lease: str, fraction: float, message: str | None
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    executor_id: uuid.UUID,
+    fraction: float,
+    message: str | None,
 ) -> None:
-    await _update_held(session, job_id, lease, progress=fraction, progress_message=message)
+    await session.exec(
+        update(Job)
+        .where(*_held(job_id, executor_id))
+        .values(progress=fraction, progress_message=message)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
 
 
 @dataclass(frozen=True)
 class Success:
     job_id: uuid.UUID
-    lease: str
     result: Any
 
 
 _SUCCEED = (
     update(Job)
-    .where(*_HELD)
+    .where(
+        col(Job.id) == bindparam("job"),
+        col(Job.executor_id) == bindparam("holder"),
+        col(Job.status) == JobStatus.RUNNING,
+    )
     .values(
         status=JobStatus.SUCCEEDED,
         result=bindparam("result"),
         progress=1.0,
         error_type=None,
         error_message=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        finished_at=bindparam("finished_at"),
+        finished_at=clock.now(),
     )
 )
 
 
-async def record_successes(session: AsyncSession, successes: Sequence[Success]) -> list[bool]:
-    """Record these results in one transaction; for each, whether its lease still held
-    (a job cancelled or lost meanwhile keeps the state it has)."""
-    finished_at = utcnow()
+async def record_successes(
+    session: AsyncSession, executor_id: uuid.UUID, successes: Sequence[Success]
+) -> list[bool]:
+    """Record these results in one transaction; for each, whether the executor still
+    held the job (one cancelled or run elsewhere meanwhile keeps the state it has)."""
     rows = [
-        {
-            "job_id": done.job_id,
-            "lease": done.lease,
-            "result": done.result,
-            "finished_at": finished_at,
-        }
-        for done in successes
+        {"job": done.job_id, "holder": executor_id, "result": done.result} for done in successes
     ]
     # One statement run for every row (executemany), where the ORM would send one each.
     await (await session.connection()).execute(_SUCCEED, rows)
-    # executemany counts no rows one by one; a row it changed carries its finished_at.
-    ids = [done.job_id for done in successes]
+    # executemany counts no rows one by one. A job this executor holds is run by one of
+    # its attempts at a time, so a succeeded row naming it is the one just written.
     changed = await session.exec(
         select(Job.id).where(
-            col(Job.id).in_(ids),
+            col(Job.id).in_([done.job_id for done in successes]),
             col(Job.status) == JobStatus.SUCCEEDED,
-            col(Job.finished_at) == finished_at,
+            col(Job.executor_id) == executor_id,
         )
     )
     recorded = set(changed.all())
@@ -185,81 +197,90 @@ async def record_successes(session: AsyncSession, successes: Sequence[Success]) 
     return [done.job_id in recorded for done in successes]
 
 
+def _error_values(error: BaseException) -> dict[str, Any]:
+    return {
+        "error_type": type(error).__name__,
+        "error_message": (str(error) or repr(error))[:ERROR_MESSAGE_LIMIT],
+    }
+
+
 async def record_failure(
     session: AsyncSession,
     job_id: uuid.UUID,
-    lease: str,
+    executor_id: uuid.UUID,
     error: BaseException,
     retry_in_seconds: float | None,
 ) -> bool:
-    """Queue the next attempt after `retry_in_seconds`, or fail the job when it is None."""
-    now = utcnow()
-    error_values: dict[str, Any] = {
-        "error_type": type(error).__name__,
-        "error_message": (str(error) or repr(error))[:ERROR_MESSAGE_LIMIT],
-        "lease_owner": None,
-        "lease_expires_at": None,
-    }
+    """Queue the next attempt after `retry_in_seconds`, or fail the job when it is None;
+    whether the executor still held the job."""
     if retry_in_seconds is None:
-        return await _update_held(
-            session, job_id, lease, status=JobStatus.FAILED, finished_at=now, **error_values
-        )
-    return await _update_held(
-        session,
-        job_id,
-        lease,
-        status=JobStatus.QUEUED,
-        run_after=now + timedelta(seconds=retry_in_seconds),
-        **error_values,
+        values = {"status": JobStatus.FAILED, "finished_at": clock.now()}
+    else:
+        values = {"status": JobStatus.QUEUED, "run_after": clock.now(retry_in_seconds)}
+    changed = await session.exec(
+        update(Job)
+        .where(*_held(job_id, executor_id))
+        .values(**values, **_error_values(error))
+        .execution_options(synchronize_session=False)
     )
+    await session.commit()
+    return changed.rowcount == 1
 
 
-async def release(session: AsyncSession, leases: Collection[str]) -> int:
-    """Give interrupted attempts back (shutdown): queued again, the attempt not counted."""
+async def release(
+    session: AsyncSession, executor_id: uuid.UUID, job_ids: Collection[uuid.UUID] | None = None
+) -> int:
+    """Give back the jobs this executor holds (or those of them in `job_ids`): queued
+    again at once, the interrupted attempt not counted."""
+    held = (col(Job.executor_id) == executor_id) & (col(Job.status) == JobStatus.RUNNING)
+    if job_ids is not None:
+        held &= col(Job.id).in_(job_ids)
     released = await session.exec(
         update(Job)
-        .where(col(Job.lease_owner).in_(leases), col(Job.status) == JobStatus.RUNNING)
+        .where(held)
         .values(
             status=JobStatus.QUEUED,
             attempts=col(Job.attempts) - 1,
-            run_after=utcnow(),
-            lease_owner=None,
-            lease_expires_at=None,
+            run_after=clock.now(),
+            executor_id=None,
         )
     )
     await session.commit()
     return released.rowcount
 
 
-async def recover_expired_leases(session: AsyncSession) -> tuple[list[str], list[str]]:
-    """Requeue running jobs whose executor stopped renewing its lease (it crashed or was
-    killed), or fail them when that was their last attempt. Returns the names of the
-    jobs requeued and of those failed."""
-    now = utcnow()
-    expired = (col(Job.status) == JobStatus.RUNNING) & (col(Job.lease_expires_at) < now)
-    # Each statement states its own attempts condition: a lease that expires between
-    # the two (each sees newly committed rows) is then handled right by either.
+async def recover_stalled_jobs(
+    session: AsyncSession, lease_seconds: float
+) -> tuple[list[str], list[str]]:
+    """Requeue running jobs whose executor has not been heard from within the lease (it
+    crashed, was killed or cut off), or fail them when that was their last attempt, and
+    forget those executors. Returns the names of the jobs requeued and of those failed."""
+    alive = select(Executor.id).where(col(Executor.heartbeat_at) >= clock.now(-lease_seconds))
+    stalled = (col(Job.status) == JobStatus.RUNNING) & col(Job.executor_id).not_in(alive)
+    # Each statement states its own attempts condition: a job that stalls between the
+    # two (each sees newly committed rows) is then handled right by either.
     failed = await session.exec(
         update(Job)
-        .where(expired & (col(Job.attempts) >= col(Job.max_attempts)))
+        .where(stalled & (col(Job.attempts) >= col(Job.max_attempts)))
         .values(
             status=JobStatus.FAILED,
-            error_type="LeaseExpired",
+            error_type="ExecutorLost",
             error_message="the process running the job stopped during its last attempt",
-            lease_owner=None,
-            lease_expires_at=None,
-            finished_at=now,
+            finished_at=clock.now(),
         )
         .returning(col(Job.name))
     )
     failed_names = list(failed.scalars())
     requeued = await session.exec(
         update(Job)
-        .where(expired & (col(Job.attempts) < col(Job.max_attempts)))
-        .values(status=JobStatus.QUEUED, run_after=now, lease_owner=None, lease_expires_at=None)
+        .where(stalled & (col(Job.attempts) < col(Job.max_attempts)))
+        .values(status=JobStatus.QUEUED, run_after=clock.now(), executor_id=None)
         .returning(col(Job.name))
     )
     requeued_names = list(requeued.scalars())
+    await session.exec(
+        delete(Executor).where(col(Executor.heartbeat_at) < clock.now(-lease_seconds))
+    )
     await session.commit()
     return requeued_names, failed_names
 
@@ -275,7 +296,6 @@ class JobStats:
 
 async def stats(session: AsyncSession) -> JobStats:
     """The state of the queue, across every process, for health checks and metrics."""
-    now = utcnow()
     by_status = dict(
         (
             await session.exec(
@@ -287,15 +307,15 @@ async def stats(session: AsyncSession) -> JobStats:
     )
     failed = await session.exec(
         select(func.count()).where(
-            col(Job.status) == JobStatus.FAILED, col(Job.finished_at) >= now - timedelta(hours=1)
+            col(Job.status) == JobStatus.FAILED, col(Job.finished_at) >= clock.now(-3600)
         )
     )
     oldest = await session.exec(
-        select(func.min(Job.run_after)).where(
-            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= now
+        select(func.min(Job.run_after), clock.now()).where(
+            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now()
         )
     )
-    failed_last_hour, oldest_due = failed.one(), oldest.one()
+    failed_last_hour, (oldest_due, now) = failed.one(), oldest.one()
     await session.commit()
     return JobStats(
         queued=by_status.get(JobStatus.QUEUED, 0),
@@ -311,7 +331,7 @@ async def due_job_ids(
     """Ids of queued jobs that are due, oldest first, leaving out those in `skip`."""
     statement = (
         select(Job.id)
-        .where(col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= utcnow())
+        .where(col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now())
         .order_by(col(Job.run_after))
         .limit(limit + len(skip))
     )
@@ -339,9 +359,7 @@ async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
         job_id,
         [JobStatus.QUEUED, JobStatus.RUNNING],
         status=JobStatus.CANCELLED,
-        lease_owner=None,
-        lease_expires_at=None,
-        finished_at=utcnow(),
+        finished_at=clock.now(),
     )
 
 
@@ -353,7 +371,8 @@ async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:
         [JobStatus.FAILED, JobStatus.CANCELLED],
         status=JobStatus.QUEUED,
         attempts=0,
-        run_after=utcnow(),
+        run_after=clock.now(),
+        executor_id=None,
         result=None,
         error_type=None,
         error_message=None,
