@@ -25,6 +25,7 @@ MANIFEST: dict[str, tuple[str, Answers]] = {
     "tests/test_worker.py": ("job_backend", "rq"),
     "tests/worker.py": ("job_backend", "rq"),
     "tests/pg_server.py": ("database", "postgresql"),
+    "tests/test_clock_skew.py": ("database", "postgresql"),
     "Dockerfile": ("use_docker", "y"),
     ".dockerignore": ("use_docker", "y"),
     "compose.yaml": ("use_docker", "y"),

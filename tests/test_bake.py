@@ -59,6 +59,9 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/test_metrics.py",
         "tests/test_api_keys.py",
         "tests/test_migrations.py",
+        "tests/test_outage.py",
+        "tests/test_web_concurrency.py",
+        "tests/load.py",
         "tests/test_models.py",
         "tests/test_reports.py",
         "tests/test_settings.py",
@@ -112,7 +115,7 @@ def expected_files(combination: Combination) -> set[str]:
         }
 
     if combination.database == "postgresql":
-        files |= {"tests/pg_server.py"}
+        files |= {"tests/pg_server.py", "tests/test_clock_skew.py"}
     if combination.use_docker == "y":
         files |= {"Dockerfile", ".dockerignore", "compose.yaml"}
     if combination.use_github_actions == "y":

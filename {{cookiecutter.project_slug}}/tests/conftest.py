@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -41,11 +42,12 @@ from tests.processes import Process, free_port, start_worker
 
 PROJECT_ROOT = Path(__file__).parent.parent
 
+T = TypeVar("T")
 
-def start(
-    server: Callable[[], AbstractContextManager[str]], missing: type[Exception]
-) -> Iterator[str]:
-    """Yield a server's URL; skip when its binary is missing, except in CI, where it fails."""
+
+def start(server: Callable[[], AbstractContextManager[T]], missing: type[Exception]) -> Iterator[T]:
+    """Yield a server (or its URL); skip when its binary is missing, except in CI, where
+    it fails."""
     try:
         with server() as url:
             yield url

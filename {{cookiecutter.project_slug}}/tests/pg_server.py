@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -37,9 +38,42 @@ def free_port() -> int:
         return port
 
 
+@dataclass
+class PostgresServer:
+    """A server on a data directory of its own, which a test may stop and start again."""
+
+    bindir: Path
+    data: Path
+    port: int
+    run_as: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = ["-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.data), "-c", "fsync=off"]
+        log = self.data / "server.log"
+        with log.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [*self.run_as, str(self.bindir / "postgres"), "-D", str(self.data), *options],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until_ready(self.bindir, self.port, self.process, log)
+
+    def stop(self, immediate: bool = False) -> None:
+        """Fast shutdown (clients disconnected), or immediate: as if the server crashed."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
+            self.process.wait(timeout=30)
+            self.process = None
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Run a fresh server on 127.0.0.1 and yield its URL; stop it and delete its data on exit."""
+def running_postgres() -> Iterator[PostgresServer]:
+    """Run a fresh server on 127.0.0.1; stop it and delete its data on exit."""
     bindir = find_bindir()
     if bindir is None:
         raise ServerUnavailable("PostgreSQL server binaries (initdb, postgres) are not installed")
@@ -50,30 +84,24 @@ def postgres_server() -> Iterator[str]:
         user = pwd.getpwnam("postgres")
         os.chown(data, user.pw_uid, user.pw_gid)
         run_as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups"]
+    server = PostgresServer(bindir, data, free_port(), run_as)
     try:
         initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
-        subprocess.run(
-            [*run_as, *initdb, "--no-sync"],
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        log = data / "server.log"
-        options = ["-p", str(port), "-h", "127.0.0.1", "-k", str(data), "-c", "fsync=off"]
-        with log.open("wb") as log_file:
-            server = subprocess.Popen(
-                [*run_as, str(bindir / "postgres"), "-D", str(data), *options],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        subprocess.run([*run_as, *initdb, "--no-sync"], check=True, capture_output=True)
+        server.start()
         try:
-            wait_until_ready(bindir, port, server, log)
-            yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+            yield server
         finally:
-            server.send_signal(signal.SIGINT)  # fast shutdown: disconnects clients
-            server.wait(timeout=30)
+            server.stop()
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Run a fresh server on 127.0.0.1 and yield its URL; stop it and delete its data on exit."""
+    with running_postgres() as server:
+        yield server.url
 
 
 def wait_until_ready(bindir: Path, port: int, server: subprocess.Popen[bytes], log: Path) -> None:

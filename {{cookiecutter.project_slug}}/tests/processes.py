@@ -6,9 +6,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -31,6 +31,8 @@ class Process:
     url: str = ""
     # uvicorn re-raises SIGTERM once its shutdown is complete: it then ends "by SIGTERM".
     sigterm_exit_is_clean: bool = False
+    # time.time() when it was started.
+    started: float = field(default_factory=time.time)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -84,13 +86,15 @@ def running(
     log: Path,
     is_up: Callable[[Process], bool],
     url: str = "",
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Process]:
-    """Start the command; kill it on the way out if the test has not stopped it."""
+    """Start the command (with `env` added to the settings' environment); kill it on the
+    way out if the test has not stopped it."""
     with log.open("ab") as log_file:
         popen = subprocess.Popen(
             command,
             cwd=PROJECT_ROOT,
-            env=environment(settings),
+            env={**environment(settings), **(env or {})},
             stdout=log_file,
             stderr=log_file,
             start_new_session=True,  # a group of its own, so kill() reaches its children
@@ -111,9 +115,15 @@ def free_port() -> int:
         return port
 
 
-def start_web(settings: Settings, log: Path, workers: int = 1) -> AbstractContextManager[Process]:
+def start_web(
+    settings: Settings,
+    log: Path,
+    workers: int = 1,
+    wrapper: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> AbstractContextManager[Process]:
     """`uvicorn` serving the app (with the test tasks) on a free port of 127.0.0.1, in
-    `workers` processes."""
+    `workers` processes; `wrapper` is a command that runs it (`unshare ...`)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
 
@@ -123,20 +133,27 @@ def start_web(settings: Settings, log: Path, workers: int = 1) -> AbstractContex
         except httpx.TransportError:
             return False
 
-    command = [sys.executable, "-m", "uvicorn", "tests.app:app", "--host", "127.0.0.1"]
+    command = [*wrapper, sys.executable, "-m", "uvicorn", "tests.app:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
-    return running(command, settings, log, answers, url)
+    return running(command, settings, log, answers, url, env)
 {%- if cookiecutter.job_backend == "rq" %}
 
 
-def start_worker(settings: Settings, log: Path) -> AbstractContextManager[Process]:
-    """`python -m tests.worker` (the worker, with the test tasks) on the settings' queue."""
+def start_worker(
+    settings: Settings,
+    log: Path,
+    wrapper: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> AbstractContextManager[Process]:
+    """`python -m tests.worker` (the worker, with the test tasks) on the settings' queue;
+    `wrapper` is a command that runs it (`nsenter ...`)."""
 
     def registered(worker: Process) -> bool:
         with Redis.from_url(settings.redis_url) as redis:
             return any(w.pid == worker.popen.pid for w in Worker.all(connection=redis))
 
-    return running([sys.executable, "-m", "tests.worker"], settings, log, registered)
+    command = [*wrapper, sys.executable, "-m", "tests.worker"]
+    return running(command, settings, log, registered, env=env)
 {%- endif %}
 
 

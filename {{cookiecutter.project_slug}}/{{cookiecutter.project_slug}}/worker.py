@@ -44,7 +44,9 @@ class Executor:
         self._engine = create_engine(settings.database_url{% if cookiecutter.database == "postgresql" %}, settings.database_timeout_seconds{% endif %})
         sessionmaker = create_sessionmaker(self._engine)
         self.runner = Runner(sessionmaker, settings, self.backend.name)
-        self._poller = Poller(sessionmaker, self.backend, settings, schedules(settings))
+        self._poller = Poller(
+            sessionmaker, self.backend, settings, self.runner.steady, schedules(settings)
+        )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
         self._services: list[asyncio.Task[None]] = []

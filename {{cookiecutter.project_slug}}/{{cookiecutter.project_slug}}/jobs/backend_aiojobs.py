@@ -27,7 +27,7 @@ class Backend:
         self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
     ) -> None:
         self.runner = Runner(sessionmaker, settings, self.name)
-        self._poller = Poller(sessionmaker, self, settings, schedules)
+        self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules)
         self._concurrency = settings.job_concurrency
         self._pending_limit = settings.job_pending_limit
         self._scheduler: aiojobs.Scheduler | None = None

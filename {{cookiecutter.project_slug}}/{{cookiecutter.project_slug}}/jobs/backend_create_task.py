@@ -28,7 +28,7 @@ class Backend:
         self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
     ) -> None:
         self.runner = Runner(sessionmaker, settings, self.name)
-        self._poller = Poller(sessionmaker, self, settings, schedules)
+        self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules)
         # The event loop keeps only weak references to tasks: without these a running
         # job could be garbage-collected mid-flight.
         self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}

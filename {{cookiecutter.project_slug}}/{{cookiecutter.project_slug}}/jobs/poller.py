@@ -6,9 +6,8 @@ atomic UPDATE or an insert under a unique key. Times are the database's."""
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,8 +48,12 @@ class Poller:
         sessionmaker: SessionMaker,
         dispatcher: Dispatcher,
         settings: Settings,
+        steady: Callable[[], bool],
         schedules: Sequence[Schedule] = (),
     ) -> None:
+        """`steady` tells whether this process's own heartbeat has gone unbroken for a
+        lease: only then is another executor's late heartbeat its own, and not an outage
+        that every process shared, so only then are its jobs taken for stalled."""
         self._sessionmaker = sessionmaker
         self._dispatcher = dispatcher
         self._interval_seconds = settings.job_poll_seconds
@@ -58,9 +61,7 @@ class Poller:
         self._schedules = schedules
         self._enqueued_periods: dict[str, int] = {}
         self._outage = Outage(logger, "polling for due jobs")
-        # After an outage every executor's heartbeat is late: give them a lease to beat
-        # again before taking their jobs for stalled.
-        self._recover_after = 0.0
+        self._steady = steady
         self._stopped = asyncio.Event()
 
     async def start(self) -> asyncio.Task[None]:
@@ -86,7 +87,6 @@ class Poller:
                 logger.exception("polling for due jobs failed; trying again")
                 return
             self._outage.failed(error)
-            self._recover_after = time.monotonic() + self._lease_seconds
             return
         self._outage.ended()
 
@@ -97,7 +97,7 @@ class Poller:
 
     async def poll_once(self) -> None:
         async with self._sessionmaker() as session:
-            if time.monotonic() >= self._recover_after:
+            if self._steady():
                 await self._recover_stalled_jobs(session)
             if self._schedules:
                 now = await store.database_time(session)

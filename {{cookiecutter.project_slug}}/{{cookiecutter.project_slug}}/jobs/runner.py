@@ -45,8 +45,8 @@ logger = logging.getLogger(__name__)
 PROGRESS_WRITE_INTERVAL_SECONDS = 1.0
 # How long a write of a job's outcome waits before trying again while the database is
 # unavailable: the job stays held by this process meanwhile.
-WRITE_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0)
-WRITE_RETRY_MAX_SECONDS = 5.0
+WRITE_RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)
+WRITE_RETRY_MAX_SECONDS = 2.0
 
 T = TypeVar("T")
 
@@ -89,6 +89,8 @@ class Runner:
         self._heartbeat: asyncio.Task[None] | None = None
         # In the executor table: jobs are claimed only then, or they would look stalled.
         self._joined = False
+        # Since when the heartbeat has not missed (monotonic), or None after a miss.
+        self._beating_since: float | None = None
 
     async def start(self) -> None:
         """Enter this process in the executor table, and keep its heartbeat. With the
@@ -101,7 +103,14 @@ class Runner:
         async with self._sessionmaker() as session:
             await store.register_executor(session, self._executor_row())
         self._joined = True
+        self._beating_since = time.monotonic()
         logger.info("executor %s started", self.executor_id)
+
+    def steady(self) -> bool:
+        """Whether this process's heartbeat has gone unbroken for a lease: after an outage
+        every executor's heartbeat is late, so none is taken for dead until then."""
+        since = self._beating_since
+        return since is not None and time.monotonic() - since >= self._lease_seconds
 
     def _executor_row(self) -> Executor:
         host = socket.gethostname()[:255]
@@ -262,7 +271,12 @@ class Runner:
                 type(failure).__name__,
                 failure,
                 "no attempts left" if delay is None else f"retrying in {delay:.1f} s",
-                exc_info=failure is error and retryable and not isinstance(error, UnknownTask),
+                # A traceback for an error in the task, not for an expected one (a
+                # timeout, a permanent error, a lost database) or a missing task.
+                exc_info=failure is error
+                and retryable
+                and not isinstance(error, UnknownTask)
+                and not database_unavailable(error),
             )
             return
         attempt.finishing = True
@@ -317,10 +331,14 @@ class Runner:
             except Exception as error:
                 if not database_unavailable(error):
                     logger.exception("the executor heartbeat failed; trying again")
+                    self._beating_since = None
                     continue
                 outage.failed(error)
+                self._beating_since = None
                 continue
             outage.ended()
+            if self._beating_since is None:
+                self._beating_since = time.monotonic()
             for job_id in running - held:
                 attempt = self._attempts.get(job_id)
                 if attempt is not None and not attempt.finishing:
