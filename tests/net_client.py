@@ -1,0 +1,112 @@
+"""What the multi-host tests do from their client host: run by a baked project's Python
+inside the client's network namespace (the test process has no route to the hosts).
+Prints JSON.
+
+    python net_client.py emails N URL...       POST N emails, to the URLs in turn
+    python net_client.py add-work N SECONDS EXECUTOR
+                                               N `work` jobs into the job table, one by
+                                               one; then those running on EXECUTOR
+    python net_client.py jobs                  every job: name, status, attempts, executor
+    python net_client.py executors             the executor rows
+    python net_client.py succeeded URL...      jobs_total{status="succeeded"} at each URL
+    python net_client.py up URL...             whether every URL answers /health
+"""
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+
+async def database(action: str, *args: str) -> Any:
+    from job_service.db import create_engine, create_sessionmaker
+    from job_service.models import Executor, Job
+    from sqlmodel import select
+
+    engine = create_engine(os.environ["DATABASE_URL"])
+    try:
+        async with create_sessionmaker(engine)() as session:
+            if action == "add-work":
+                count, seconds, executor_id = int(args[0]), float(args[1]), args[2]
+                for _ in range(count):
+                    # One at a time, a poll apart: each executor's poller finds some.
+                    session.add(Job(name="work", arguments={"seconds": seconds}))
+                    await session.commit()
+                    await asyncio.sleep(0.1)
+                held = await session.exec(
+                    select(Job.id).where(
+                        Job.name == "work", Job.status == "running", Job.executor_id == executor_id
+                    )
+                )
+                return [str(job_id) for job_id in held.all()]
+            if action == "jobs":
+                rows = (await session.exec(select(Job))).all()
+                return [
+                    {
+                        "id": str(job.id),
+                        "name": job.name,
+                        "status": job.status,
+                        "attempts": job.attempts,
+                        "executor_id": str(job.executor_id),
+                    }
+                    for job in rows
+                ]
+            rows = (await session.exec(select(Executor))).all()
+            return [{"id": str(row.id), "pid": row.pid} for row in rows]
+    finally:
+        await engine.dispose()
+
+
+def emails(count: int, urls: list[str]) -> dict[str, Any]:
+    answers: list[int] = []
+    ids = []
+    with httpx.Client(timeout=30) as client:
+        for n in range(count):
+            email = {"to": "ada@example.com", "subject": f"Hosts {n}", "body": "Hello."}
+            response = client.post(f"{urls[n % len(urls)]}/api/v1/emails", json=email)
+            answers.append(response.status_code)
+            if response.status_code == 202:
+                ids.append(response.json()["job_id"])
+    return {"statuses": answers, "job_ids": ids}
+
+
+def succeeded(urls: list[str]) -> dict[str, float]:
+    counts = {}
+    for url in urls:
+        total = 0.0
+        families = text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text)
+        for family in families:
+            for sample in family.samples:
+                if sample.name == "jobs_total" and sample.labels.get("status") == "succeeded":
+                    total += sample.value
+        counts[url] = total
+    return counts
+
+
+def up(urls: list[str]) -> bool:
+    try:
+        return all(httpx.get(f"{url}/health", timeout=2).status_code == 200 for url in urls)
+    except httpx.TransportError:
+        return False
+
+
+def main() -> None:
+    command, *args = sys.argv[1:]
+    answer: Any
+    if command == "emails":
+        answer = emails(int(args[0]), args[1:])
+    elif command == "succeeded":
+        answer = succeeded(args)
+    elif command == "up":
+        answer = up(args)
+    else:
+        answer = asyncio.run(database(command, *args))
+    print(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""A baked service on several hosts, as deployed: network namespaces on one machine for a
+database host (PostgreSQL), a Redis host (rq), two web hosts and, for rq, two worker hosts,
+each server bound to its own host's address. One executor host runs a minute ahead
+(libfaketime), and one is cut off mid-run.
+
+Jobs submitted to both web hosts all succeed, on more than one executor; the jobs of the
+host cut off run again elsewhere once its heartbeat is older than the lease; its late writes,
+when its link comes back, are rejected; every job ends with one recorded outcome; and the
+job counts scraped from every host add up to the jobs that ran.
+"""
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PROJECT_TEMPLATE, Combination, bake, load_module, require_binary, run
+from tests.netns import Host, Network
+
+CLIENT = Path(__file__).with_name("net_client.py")
+PORT = 8000
+METRICS_PORT = 9101
+EMAILS = 100
+LEASE_SECONDS = 2
+
+
+@dataclass
+class Deployment:
+    network: Network
+    project: Path
+    logs: Path
+    client: Host
+    env: dict[str, str]
+    web: list[Host] = field(default_factory=list)
+    # Each process that runs jobs: its host, process and log.
+    executors: list[tuple[Host, subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+
+    @property
+    def web_urls(self) -> list[str]:
+        return [f"http://{host.address}:{PORT}" for host in self.web]
+
+    def ask(self, *args: str) -> Any:
+        python = str(self.project / ".venv" / "bin" / "python")
+        command = ["env", *(f"{k}={v}" for k, v in self.env.items()), python, str(CLIENT)]
+        return json.loads(self.network.run(self.client, [*command, *args], cwd=self.project))
+
+    def jobs(self, name: str) -> list[dict[str, Any]]:
+        return [job for job in self.ask("jobs") if job["name"] == name]
+
+    def output(self) -> str:
+        return "\n".join(
+            f"== {log.name}\n{log.read_text()[-4000:]}" for _, _, log in self.executors
+        )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, d: Deployment) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s\n{d.output()}")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def faketime_library() -> str:
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("libfaketime is not installed (Debian: faketime); .ci/run must install it")
+        pytest.skip("libfaketime is not installed (Debian: faketime)")
+    return str(found[0])
+
+
+@contextmanager
+def postgres_data() -> Iterator[tuple[Path, Path, list[str]]]:
+    """A fresh data directory that trusts the hosts' subnet: (server bindir, data, run as)."""
+    pg_server = load_module(PROJECT_TEMPLATE / "tests" / "pg_server.py")
+    bindir = pg_server.find_bindir()
+    if bindir is None:
+        require_binary("postgres")
+    require_binary("setpriv")
+    user = pwd.getpwnam("postgres")
+    # Not under pytest's folder, which only root may enter.
+    data = Path(tempfile.mkdtemp(prefix="pg-hosts-"))
+    os.chown(data, user.pw_uid, user.pw_gid)
+    run_as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--clear-groups"]
+    try:
+        initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
+        subprocess.run([*run_as, *initdb, "--no-sync"], check=True, capture_output=True)
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all 10.201.0.0/24 trust\n")
+        yield bindir, data, run_as
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
+    rq = combination.job_backend == "rq"
+    if rq:
+        require_binary("redis-server")
+    skewed = {
+        "LD_PRELOAD": faketime_library(),
+        "FAKETIME": "+60s",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    project = bake(tmp_path, **combination.answers())
+    run(["make", "install"], cwd=project)
+    python = str(project / ".venv" / "bin" / "python")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with Network("mh") as network, postgres_data() as (bindir, data, run_as):
+        db = network.host("db")
+        client = network.host("client")
+        options = ["-h", db.address, "-p", "5432", "-k", str(data), "-c", "fsync=off"]
+        postgres = [*run_as, str(bindir / "postgres"), "-D", str(data), *options]
+        network.start(db, postgres, logs / "postgres.log")
+        env = {
+            "DATABASE_URL": f"postgresql+asyncpg://postgres@{db.address}:5432/postgres",
+            "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+            "JOB_POLL_SECONDS": "0.1",
+            # A cut-off host's statements end after this, instead of hanging.
+            "DATABASE_TIMEOUT_SECONDS": "3",
+            "CLEANUP_INTERVAL_SECONDS": "0",
+            "TEST_RUNS_LOG": str(tmp_path / "runs.log"),
+        }
+        d = Deployment(network, project, logs, client, env)
+        ready = [str(bindir / "pg_isready"), "-q", "-h", db.address, "-p", "5432"]
+        wait_until(lambda: network_ok(network, db, ready), 30, "PostgreSQL up", d)
+        network.run(
+            client,
+            [
+                "env",
+                *(f"{k}={v}" for k, v in env.items()),
+                str(project / ".venv" / "bin" / "alembic"),
+                "upgrade",
+                "head",
+            ],
+            cwd=project,
+        )
+        if rq:
+            redis = network.host("redis")
+            server = ["redis-server", "--bind", redis.address, "--port", "6379"]
+            # Not protected mode: the other hosts are its clients, and only they reach it.
+            server += ["--protected-mode", "no", "--save", "", "--appendonly", "no"]
+            network.start(redis, server, logs / "redis.log")
+            env |= {"REDIS_URL": f"redis://{redis.address}:6379/0", "RQ_QUEUE": "hosts"}
+            ping = ["redis-cli", "-h", redis.address, "ping"]
+            wait_until(lambda: network_ok(network, redis, ping), 30, "Redis up", d)
+        for n in (1, 2):
+            web = network.host(f"web{n}")
+            d.web.append(web)
+            own = {**env, "METRICS_DIR": str(tmp_path / f"metrics-{web.name}")}
+            own["STORAGE_DIR"] = str(tmp_path / f"storage-{web.name}")
+            if not rq and n == 2:
+                own |= skewed
+            uvicorn = [python, "-m", "uvicorn", "tests.app:app", "--host", web.address]
+            log = logs / f"{web.name}.log"
+            process = network.start(web, [*uvicorn, "--port", str(PORT)], log, project, own)
+            d.metrics.append(f"http://{web.address}:{PORT}")
+            if not rq:
+                d.executors.append((web, process, log))
+        if rq:
+            for n in (1, 2):
+                host = network.host(f"worker{n}")
+                own = {**env, "METRICS_HOST": host.address, "METRICS_PORT": str(METRICS_PORT)}
+                if n == 2:
+                    own |= skewed
+                log = logs / f"{host.name}.log"
+                process = network.start(host, [python, "-m", "tests.worker"], log, project, own)
+                d.executors.append((host, process, log))
+                d.metrics.append(f"http://{host.address}:{METRICS_PORT}")
+        wait_until(lambda: d.ask("up", *d.web_urls), 60, "web hosts up", d)
+        wait_until(lambda: len(d.ask("executors")) == 2, 60, "two executors", d)
+        yield d
+
+
+def network_ok(network: Network, host: Host, command: list[str]) -> bool:
+    try:
+        network.run(host, command, timeout=10)
+    except AssertionError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "combination",
+    [Combination("create_task", "postgresql"), Combination("rq", "postgresql")],
+    ids=lambda c: c.id,
+)
+def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
+    combination: Combination, tmp_path: Path
+) -> None:
+    rq = combination.job_backend == "rq"
+    # One job at a time per RQ worker: fewer, so the run stays short.
+    work_jobs, work_seconds = (4, 3.0) if rq else (20, 4.0)
+    with deployed(combination, tmp_path) as d:
+        # Both web hosts take emails; both executors send them.
+        sent = d.ask("emails", str(EMAILS), *d.web_urls)
+        assert Counter(sent["statuses"]) == {202: EMAILS}
+
+        def emails_done() -> bool:
+            jobs = d.jobs("send_email")
+            return len(jobs) == EMAILS and all(job["status"] == "succeeded" for job in jobs)
+
+        wait_until(emails_done, 60, "every email sent", d)
+        used = Counter(job["executor_id"] for job in d.jobs("send_email"))
+        assert len(used) == 2, f"emails ran on {dict(used)}"
+
+        # Mid-run, the first executor host's link goes down.
+        cut_host, cut_process, cut_log = d.executors[0]
+        [cut_id] = [e["id"] for e in d.ask("executors") if e["pid"] == cut_process.pid]
+        held = d.ask("add-work", str(work_jobs), str(work_seconds), cut_id)
+        assert held, f"no job running on the host to cut\n{d.output()}"
+        d.network.cut(cut_host)
+        cut_at = time.monotonic()
+
+        def work_done() -> bool:
+            return all(job["status"] == "succeeded" for job in d.jobs("work"))
+
+        wait_until(work_done, 60, "every job done while a host is cut off", d)
+        moved_after = time.monotonic() - cut_at
+        moved = {job["id"]: job for job in d.jobs("work") if job["id"] in held}
+        assert all(job["executor_id"] != cut_id for job in moved.values()), moved
+        assert all(job["attempts"] == 2 for job in moved.values()), moved
+        # Not before the lease has run out: a live executor keeps its jobs.
+        assert moved_after >= LEASE_SECONDS
+
+        d.network.restore(cut_host)
+
+        def rejected() -> int:
+            return cut_log.read_text().count("not recorded")
+
+        wait_until(lambda: rejected() >= 1, 30, "the cut host's late write rejected", d)
+        time.sleep(1)
+        jobs = d.jobs("work")
+        assert all(job["status"] == "succeeded" for job in jobs)
+
+        # Every run is noted; the jobs held by the cut host ran twice, the others once.
+        runs = Counter(line.split()[1] for line in (tmp_path / "runs.log").read_text().splitlines())
+        assert {job_id: runs[job_id] for job_id in held} == dict.fromkeys(held, 2)
+        assert all(runs[job["id"]] == 1 for job in jobs if job["id"] not in held)
+
+        # Counted where they ran, once: the scrapes of every host add up to the jobs.
+        expected = EMAILS + work_jobs
+        totals: dict[str, float] = {}
+
+        def counted() -> bool:
+            nonlocal totals
+            totals = d.ask("succeeded", *d.metrics)
+            return sum(totals.values()) >= expected
+
+        wait_until(counted, 20, "metrics of every host", d)
+        assert sum(totals.values()) == expected, totals
+    print(
+        f"{combination.id}: {EMAILS} emails on {len(used)} executors {sorted(used.values())}; "
+        f"{len(held)} jobs of the cut host ran elsewhere {moved_after:.1f} s after the cut; "
+        f"{rejected()} late writes rejected; metrics {sorted(totals.values())}"
+    )
