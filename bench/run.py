@@ -131,6 +131,8 @@ class Bench:
         }
         if backend == "rq":
             settings |= {"REDIS_URL": self.redis_url, "RQ_QUEUE": f"bench-{uuid.uuid4().hex}"}
+            # Several workers on this host, none scraped: no metrics port each.
+            settings["METRICS_PORT"] = "0"
         return settings
 
     # ---- 1. bake ---------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_combination_installs_migrates_and_passes_its_tests(
     run(["make", "lint"], cwd=project)
 
     # CI set: a missing server binary fails the baked tests instead of skipping them.
-    output = run(["make", "test"], cwd=project, env={"CI": "true"})
+    output = run(["make", "test"], cwd=project, env={"CI": "true"}, timeout=1200)
     summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed)", line)][-1]
     assert re.search(r"\d+ passed", summary), summary
     assert "skipped" not in summary, summary

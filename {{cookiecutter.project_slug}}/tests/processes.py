@@ -37,7 +37,7 @@ class Process:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_until_up(self, timeout: float = 30) -> None:
+    def wait_until_up(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not self.is_up():
             if self.popen.poll() is not None or time.monotonic() > deadline:

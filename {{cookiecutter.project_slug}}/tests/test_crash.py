@@ -35,8 +35,9 @@ EXECUTORS = 3
 JOB_SECONDS = (0.05, 0.06, 0.07, 0.08, 0.09, 0.1)
 {%- else %}
 EXECUTORS = 2
-# Jobs of different lengths finish at different times, so a kill lands mid-run.
-JOB_SECONDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
+# Jobs of different lengths finish at different times, so a kill lands mid-run, with a
+# margin of seconds for a busy machine.
+JOB_SECONDS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9)
 {%- endif %}
 
 
