@@ -31,8 +31,9 @@ from tests.processes import Process, start_web
 JOBS = 200
 {%- if cookiecutter.job_backend == "rq" %}
 EXECUTORS = 3
-# One job at a time per worker: short jobs keep the run to a few seconds.
-JOB_SECONDS = (0.05, 0.06, 0.07, 0.08, 0.09, 0.1)
+# One job at a time per worker: short jobs keep the run to seconds, long enough that a
+# kill lands mid-job on a busy machine too.
+JOB_SECONDS = (0.15, 0.17, 0.19, 0.21, 0.23, 0.25)
 {%- else %}
 EXECUTORS = 2
 # Jobs of different lengths finish at different times, so a kill lands mid-run, with a

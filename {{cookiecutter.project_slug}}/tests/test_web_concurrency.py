@@ -12,7 +12,8 @@ from tests.processes import start_web, start_worker
 from tests.processes import start_web
 {%- endif %}
 
-REQUESTS = 600
+REQUESTS = 300
+CLIENTS = 8
 
 
 def test_four_web_processes_under_concurrent_load_answer_no_5xx(
@@ -29,15 +30,15 @@ def test_four_web_processes_under_concurrent_load_answer_no_5xx(
     ):
         worker.wait_until_up()
         web.wait_until_up()
-        with EmailLoad([web.url], clients=16, requests=REQUESTS) as load:
+        with EmailLoad([web.url], clients=CLIENTS, requests=REQUESTS) as load:
             wait_until(load.done, 120, f"{REQUESTS} emails posted")
-        wait_until(lambda: all_sent(web.url, load.accepted()), 60, "every email sent")
+        wait_until(lambda: all_sent(web.url, load.accepted()), 180, "every email sent")
 {%- else %}
     with start_web(settings, tmp_path / "web.log", workers=4) as web:
         web.wait_until_up()
-        with EmailLoad([web.url], clients=16, requests=REQUESTS) as load:
+        with EmailLoad([web.url], clients=CLIENTS, requests=REQUESTS) as load:
             wait_until(load.done, 120, f"{REQUESTS} emails posted")
-        wait_until(lambda: all_sent(web.url, load.accepted()), 60, "every email sent")
+        wait_until(lambda: all_sent(web.url, load.accepted()), 180, "every email sent")
 {%- endif %}
     statuses = Counter(answer.status for answer in load.answers)
     assert statuses == {202: REQUESTS}, statuses
