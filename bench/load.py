@@ -1,5 +1,6 @@
 """A bounded HTTP load, from its own process: a fixed number of POSTs at a fixed
-concurrency over keep-alive connections. Prints requests/s and latency percentiles as JSON.
+concurrency over keep-alive connections. Prints requests/s, latency percentiles and the
+answers that were not 2xx (by status, or by the transport error) as JSON.
 
 Usage: python bench/load.py URL --requests 2000 --concurrency 16 --body '{"json": 1}'
 """
@@ -13,9 +14,9 @@ import time
 import httpx
 
 
-async def load(url: str, body: object, requests: int, concurrency: int) -> dict[str, float]:
+async def load(url: str, body: object, requests: int, concurrency: int) -> dict[str, object]:
     latencies: list[float] = []
-    failures = 0
+    failures: dict[str, int] = {}
     left = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
@@ -25,10 +26,13 @@ async def load(url: str, body: object, requests: int, concurrency: int) -> dict[
             nonlocal failures
             for _ in left:
                 started = time.perf_counter()
-                response = await client.post(url, json=body)
+                try:
+                    status = str((await client.post(url, json=body)).status_code)
+                except httpx.TransportError as error:
+                    status = type(error).__name__
                 latencies.append(time.perf_counter() - started)
-                if response.status_code >= 400:
-                    failures += 1
+                if not status.startswith("2"):
+                    failures[status] = failures.get(status, 0) + 1
 
         started = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))

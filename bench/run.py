@@ -17,9 +17,10 @@ Bakes each backend's default project (SQLite) into a temporary folder and measur
 
 Writes bench/results/latest.md, latest.json and latest.png. Servers listen on 127.0.0.1
 and are stopped at the end. `--smoke` runs every case once with tiny counts, to keep the
-harness working; its figures mean nothing.
+harness working; its figures mean nothing. `--only enqueue,e2e` measures some cases and
+writes their figures to only.json, to compare one change before and after.
 
-Usage: python bench/run.py [--smoke] [--output bench/results]
+Usage: python bench/run.py [--smoke] [--only CASES] [--output bench/results]
 """
 
 import argparse
@@ -90,6 +91,7 @@ SMOKE = Counts(
     upload_runs=1,
     idle_runs=1,
 )
+CASES = ("bake", "enqueue", "e2e", "batch", "upload", "idle")
 EMAIL = {"to": "ada@example.com", "subject": "Welcome", "body": "Hello, Ada."}
 Row = dict[str, Any]
 
@@ -169,7 +171,7 @@ class Bench:
 
     def load(self, url: str) -> dict[str, float]:
         counts = self.counts
-        result: dict[str, float] = json.loads(
+        result: dict[str, Any] = json.loads(
             python(
                 self.projects["create_task"],
                 "load.py",
@@ -182,8 +184,8 @@ class Bench:
                 json.dumps(EMAIL),
             )
         )
-        if result.pop("failures"):
-            raise RuntimeError(f"requests to {url} failed")
+        if failures := result.pop("failures"):
+            raise RuntimeError(f"requests to {url} failed: {failures}")
         return result
 
     def enqueue_case(self) -> list[Row]:
@@ -397,17 +399,11 @@ class Bench:
         )
         return rows
 
-    def all(self) -> dict[str, Any]:
+    def run(self, names: list[str]) -> dict[str, Any]:
         with redis_server(self.log("redis")) as self.redis_url:
             cases: dict[str, Any] = {}
-            for name, case in (
-                ("bake", self.bake_case),
-                ("enqueue", self.enqueue_case),
-                ("e2e", self.e2e_case),
-                ("batch", self.batch_case),
-                ("upload", self.upload_case),
-                ("idle", self.idle_case),
-            ):
+            for name in names:
+                case: Callable[[], list[Row]] = getattr(self, f"{name}_case")
                 started = time.perf_counter()
                 cases[name] = case()
                 print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
@@ -427,12 +423,16 @@ def as_json(value: Any) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="tiny counts, one run each")
+    parser.add_argument("--only", help="comma-separated cases, e.g. enqueue,e2e")
     parser.add_argument("--output", type=Path, default=TEMPLATE / "bench" / "results")
     options = parser.parse_args()
     counts = SMOKE if options.smoke else Counts()
+    names = options.only.split(",") if options.only else list(CASES)
+    if unknown := set(names) - set(CASES):
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
-        cases = Bench(counts, Path(work)).all()
+        cases = Bench(counts, Path(work)).run(names)
     results = {
         "command": "make bench" if not options.smoke else "python bench/run.py --smoke",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -444,6 +444,10 @@ def main() -> None:
         "cases": as_json(cases),
     }
     options.output.mkdir(parents=True, exist_ok=True)
+    if options.only:
+        (options.output / "only.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {options.output}/only.json")
+        return
     (options.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (options.output / "latest.md").write_text(report.markdown(results))
     report.chart(results, options.output / "latest.png")
