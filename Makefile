@@ -1,10 +1,20 @@
-# The template's own commands. Needs uv (https://docs.astral.sh/uv/) and Python 3.11+.
+# The template's own commands. Needs Python 3.11+ as python3, and uses uv
+# (https://docs.astral.sh/uv/): the one on PATH, or else one that pip installs into the venv.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# After everything else on PATH: a uv installed into the venv is found by these recipes, by
+# the tests and by the projects they bake, only when PATH has none of its own.
+export PATH := $(PATH):$(abspath $(BIN))
 
 .PHONY: lint test bench demo
 
 $(VENV)/.installed: requirements.txt
+	@command -v uv >/dev/null 2>&1 || { \
+		echo "uv is not on PATH: installing it into $(VENV) with pip"; \
+		python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+			|| { echo "python3 is older than 3.11" >&2; exit 1; }; \
+		python3 -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv; \
+	}
 	uv venv --allow-existing --python ">=3.11" $(VENV)
 	uv pip install --python $(BIN)/python -r requirements.txt
 	@touch $@

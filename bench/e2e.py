@@ -3,7 +3,7 @@ one (a transaction each), or `--per-transaction` at a time (submit_many), timed 
 every one is `succeeded` in the job table. Prints jobs/s and the enqueue-to-finish
 latency percentiles as JSON.
 
-  service           the baked service's JobQueue and backend (for rq: the web side;
+  service           the baked service's JobControl and backend (for rq: the web side;
                     workers run separately)
   raw-create_task   the usual pattern: insert the row, asyncio.create_task the body,
                     which marks the row done
@@ -89,15 +89,15 @@ async def service(jobs: int, size: int) -> float:
 
     app = create_app(Settings())
     async with app.router.lifespan_context(app):
-        queue, sessionmaker = app.state.jobs, app.state.sessionmaker
+        control, sessionmaker = app.state.job_control, app.state.sessionmaker
         started = time.perf_counter()
         for count in groups(jobs, size):
             async with sessionmaker() as session:
                 if size == 1:
-                    await queue.submit(session, bench_tasks.noop.new_job())
+                    await control.submit(session, bench_tasks.noop.new_job())
                 else:
                     new = [bench_tasks.noop.new_job() for _ in range(count)]
-                    await queue.submit_many(session, new)
+                    await control.submit_many(session, new)
         await wait_for_all(sessionmaker, jobs)
         return time.perf_counter() - started
 

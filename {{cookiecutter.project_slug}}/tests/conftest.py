@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 {%- endif %}
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings
 {%- if cookiecutter.database == "postgresql" and cookiecutter.job_backend == "rq" %}
@@ -200,16 +200,16 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Process]:
 
 
 @pytest.fixture
-def jobs(app: FastAPI, worker: Process) -> JobQueue:
-    """The app's job queue, with a worker running its jobs."""
-    queue: JobQueue = app.state.jobs
-    return queue
+def control(app: FastAPI, worker: Process) -> JobControl:
+    """The app's job control, with a worker running its jobs."""
+    control: JobControl = app.state.job_control
+    return control
 {%- else %}
 
 
 @pytest.fixture
-def jobs(app: FastAPI) -> JobQueue:
-    """The app's job queue; its backend runs the jobs in this process."""
-    queue: JobQueue = app.state.jobs
-    return queue
+def control(app: FastAPI) -> JobControl:
+    """The app's job control; its backend runs the jobs in this process."""
+    control: JobControl = app.state.job_control
+    return control
 {%- endif %}

@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Document, Job, JobStatus, Report, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.storage import Storage
@@ -38,7 +38,7 @@ def stored(settings: Settings, folder: str) -> tuple[str, Path]:
 
 
 async def test_cleanup_removes_what_expired_and_keeps_the_rest(
-    jobs: JobQueue, sessionmaker: SessionMaker, settings: Settings
+    control: JobControl, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     old, fresh = utcnow() - timedelta(days=2), utcnow()
     old_name, old_file = stored(settings, "documents")
@@ -60,10 +60,10 @@ async def test_cleanup_removes_what_expired_and_keeps_the_rest(
 
     # One run that started after the rows existed has finished; an earlier run may have
     # removed them already, so count what all the runs removed.
-    await wait_for_periodic_cleanup(jobs, sessionmaker, after=utcnow())
+    await wait_for_periodic_cleanup(control, sessionmaker, after=utcnow())
     async with sessionmaker() as session:
         runs = (await session.exec(select(Job).where(col(Job.name) == "cleanup"))).all()
-    finished = [await wait_for(jobs, run.id, *FINISHED) for run in runs]
+    finished = [await wait_for(control, run.id, *FINISHED) for run in runs]
     removed = {kind: sum(run.result[kind] for run in finished) for kind in finished[0].result}
     assert removed == {"documents": 2, "reports": 1, "jobs": 1}
     assert not old_file.exists()
@@ -78,7 +78,7 @@ async def test_cleanup_removes_what_expired_and_keeps_the_rest(
 
 
 async def wait_for_periodic_cleanup(
-    jobs: JobQueue, sessionmaker: SessionMaker, after: datetime
+    control: JobControl, sessionmaker: SessionMaker, after: datetime
 ) -> Job:
     """The first cleanup the poller enqueues by itself after `after`, once finished."""
     enqueued_after = (col(Job.name) == "cleanup") & (col(Job.created_at) > after)
@@ -86,6 +86,6 @@ async def wait_for_periodic_cleanup(
         async with sessionmaker() as session:
             found = (await session.exec(select(Job).where(enqueued_after))).first()
         if found is not None:
-            return await wait_for(jobs, found.id, *FINISHED)
+            return await wait_for(control, found.id, *FINISHED)
         await asyncio.sleep(0.02)
     raise AssertionError("no cleanup job was enqueued")

@@ -7,19 +7,19 @@ import httpx
 from sqlmodel import func, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Email, JobStatus
 from tests.test_jobs import FINISHED, wait_for
 
 MESSAGE = {"to": "ada@example.com", "subject": "Welcome", "body": "Hello, Ada."}
 
 
-async def test_an_email_is_stored_then_sent(jobs: JobQueue, client: httpx.AsyncClient) -> None:
+async def test_an_email_is_stored_then_sent(control: JobControl, client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/emails", json=MESSAGE)
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert set(accepted) == {"id", "job_id", "status"}
-    job = await wait_for(jobs, uuid.UUID(accepted["job_id"]), *FINISHED)
+    job = await wait_for(control, uuid.UUID(accepted["job_id"]), *FINISHED)
     assert job.status == JobStatus.SUCCEEDED
     shown = (await client.get(f"/api/v1/emails/{accepted['id']}")).json()
     assert (shown["status"], shown["to"], shown["error"]) == ("sent", "ada@example.com", None)
@@ -27,7 +27,7 @@ async def test_an_email_is_stored_then_sent(jobs: JobQueue, client: httpx.AsyncC
 
 
 async def test_one_idempotency_key_makes_one_email_even_under_concurrency(
-    jobs: JobQueue, client: httpx.AsyncClient, sessionmaker: SessionMaker
+    control: JobControl, client: httpx.AsyncClient, sessionmaker: SessionMaker
 ) -> None:
     headers = {"Idempotency-Key": f"welcome-{uuid.uuid4()}"}
     responses = await asyncio.gather(
@@ -39,7 +39,7 @@ async def test_one_idempotency_key_makes_one_email_even_under_concurrency(
     assert again.json()["id"] == responses[0].json()["id"]
     async with sessionmaker() as session:
         assert (await session.exec(select(func.count()).select_from(Email))).one() == 1
-    await wait_for(jobs, uuid.UUID(again.json()["job_id"]), *FINISHED)
+    await wait_for(control, uuid.UUID(again.json()["job_id"]), *FINISHED)
 
 
 async def test_bad_emails_get_422_and_unknown_ids_404(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.emails import MESSAGE_ID_DOMAIN
@@ -68,11 +68,11 @@ def settings(settings: Settings, smtp_server: SmtpServer) -> Settings:
 
 
 async def test_smtp_delivers_once_then_a_down_server_fails_the_email_after_a_retry(
-    jobs: JobQueue, client: httpx.AsyncClient, smtp_server: SmtpServer
+    control: JobControl, client: httpx.AsyncClient, smtp_server: SmtpServer
 ) -> None:
     inbox = smtp_server.inbox
     accepted = (await client.post("/api/v1/emails", json=MESSAGE)).json()
-    sent = await wait_for(jobs, uuid.UUID(accepted["job_id"]), *FINISHED)
+    sent = await wait_for(control, uuid.UUID(accepted["job_id"]), *FINISHED)
     assert sent.status == JobStatus.SUCCEEDED
     assert len(inbox.messages) == 1
     received = inbox.messages[0]
@@ -82,7 +82,7 @@ async def test_smtp_delivers_once_then_a_down_server_fails_the_email_after_a_ret
 
     smtp_server.stop()
     down = (await client.post("/api/v1/emails", json=MESSAGE)).json()
-    job = await wait_for(jobs, uuid.UUID(down["job_id"]), *FINISHED)
+    job = await wait_for(control, uuid.UUID(down["job_id"]), *FINISHED)
     assert (job.status, job.attempts) == (JobStatus.FAILED, 2)
     shown = (await client.get(f"/api/v1/emails/{down['id']}")).json()
     assert shown["status"] == "failed"

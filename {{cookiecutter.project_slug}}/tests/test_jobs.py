@@ -19,8 +19,9 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker
 {%- if cookiecutter.job_backend != "rq" %}
 from {{ cookiecutter.project_slug }}.jobs import store
 {%- endif %}
-from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller
+from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
@@ -28,16 +29,16 @@ from tests import tasks
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-async def submit(jobs: JobQueue, sessionmaker: SessionMaker, job: Job) -> Job:
+async def submit(control: JobControl, sessionmaker: SessionMaker, job: Job) -> Job:
     async with sessionmaker() as session:
-        return await jobs.submit(session, job)
+        return await control.submit(session, job)
 
 
 async def wait_for(
-    jobs: JobQueue, job_id: uuid.UUID, *statuses: JobStatus, within: float = 15
+    control: JobControl, job_id: uuid.UUID, *statuses: JobStatus, within: float = 15
 ) -> Job:
     deadline = time.monotonic() + within
-    while (job := await jobs.get(job_id)).status not in statuses:
+    while (job := await control.get(job_id)).status not in statuses:
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"job {job.name} is {job.status} after {within} s, not {statuses}; "
@@ -54,9 +55,11 @@ async def wait_for_note(line: str, within: float = 10) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_job_succeeds_with_its_result(jobs: JobQueue, sessionmaker: SessionMaker) -> None:
-    job = await submit(jobs, sessionmaker, tasks.add.new_job(a=2, b=3))
-    done = await wait_for(jobs, job.id, *FINISHED)
+async def test_a_job_succeeds_with_its_result(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    job = await submit(control, sessionmaker, tasks.add.new_job(a=2, b=3))
+    done = await wait_for(control, job.id, *FINISHED)
     assert done.status == JobStatus.SUCCEEDED
     assert (done.result, done.attempts, done.progress) == (5, 1, 1.0)
     assert done.started_at is not None
@@ -66,10 +69,10 @@ async def test_a_job_succeeds_with_its_result(jobs: JobQueue, sessionmaker: Sess
 
 
 async def test_a_failing_job_is_retried_with_backoff_then_failed(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
-    job = await submit(jobs, sessionmaker, tasks.always_fail.new_job(message="disk full"))
-    failed = await wait_for(jobs, job.id, *FINISHED)
+    job = await submit(control, sessionmaker, tasks.always_fail.new_job(message="disk full"))
+    failed = await wait_for(control, job.id, *FINISHED)
     assert failed.status == JobStatus.FAILED
     assert failed.attempts == failed.max_attempts == 3
     assert (failed.error_type, failed.error_message) == ("RuntimeError", "disk full")
@@ -80,21 +83,21 @@ async def test_a_failing_job_is_retried_with_backoff_then_failed(
 
 
 async def test_a_job_over_its_timeout_is_stopped_and_failed(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
-    job = await submit(jobs, sessionmaker, tasks.overrun.new_job(seconds=60))
-    failed = await wait_for(jobs, job.id, *FINISHED, within=10)
+    job = await submit(control, sessionmaker, tasks.overrun.new_job(seconds=60))
+    failed = await wait_for(control, job.id, *FINISHED, within=10)
     assert failed.status == JobStatus.FAILED
     assert (failed.error_type, failed.error_message) == ("TimeoutError", "timed out after 0.5 s")
 
 
 async def test_fifty_concurrent_submits_with_one_key_make_one_job(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
     key = f"order-{uuid.uuid4()}"
     submitted = await asyncio.gather(
         *(
-            submit(jobs, sessionmaker, tasks.add.new_job(idempotency_key=key, a=1, b=1))
+            submit(control, sessionmaker, tasks.add.new_job(idempotency_key=key, a=1, b=1))
             for _ in range(50)
         )
     )
@@ -102,20 +105,20 @@ async def test_fifty_concurrent_submits_with_one_key_make_one_job(
     async with sessionmaker() as session:
         count = select(func.count()).select_from(Job).where(Job.idempotency_key == key)
         assert (await session.exec(count)).one() == 1
-    assert (await wait_for(jobs, submitted[0].id, *FINISHED)).status == JobStatus.SUCCEEDED
+    assert (await wait_for(control, submitted[0].id, *FINISHED)).status == JobStatus.SUCCEEDED
 
 
 async def test_a_cancelled_queued_job_never_starts(
-    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+    control: JobControl, sessionmaker: SessionMaker, client: httpx.AsyncClient
 ) -> None:
     job = tasks.add.new_job(a=1, b=1)
     job.run_after = utcnow() + timedelta(seconds=0.3)
-    job = await submit(jobs, sessionmaker, job)
+    job = await submit(control, sessionmaker, job)
     response = await client.post(f"/api/v1/jobs/{job.id}/cancel")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "cancelled"
     await asyncio.sleep(0.8)  # well past the time it was due
-    cancelled = await jobs.get(job.id)
+    cancelled = await control.get(job.id)
     assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (
         JobStatus.CANCELLED,
         0,
@@ -124,9 +127,9 @@ async def test_a_cancelled_queued_job_never_starts(
 
 
 async def test_a_cancelled_running_job_stops(
-    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+    control: JobControl, sessionmaker: SessionMaker, client: httpx.AsyncClient
 ) -> None:
-    job = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
+    job = await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))
     await wait_for_note(f"napping {job.id}")
     shown = (await client.get(f"/api/v1/jobs/{job.id}")).json()
     assert (shown["status"], shown["progress"], shown["progress_message"]) == (
@@ -137,21 +140,21 @@ async def test_a_cancelled_running_job_stops(
     response = await client.post(f"/api/v1/jobs/{job.id}/cancel")
     assert response.status_code == 200, response.text
     await wait_for_note(f"stopped {job.id}")
-    stopped = await jobs.get(job.id)
+    stopped = await control.get(job.id)
     assert stopped.status == JobStatus.CANCELLED
     assert stopped.finished_at is not None
 
 
 async def test_retry_runs_a_failed_job_again_under_the_same_id(
-    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+    control: JobControl, sessionmaker: SessionMaker, client: httpx.AsyncClient
 ) -> None:
-    job = await submit(jobs, sessionmaker, tasks.fail_first_run.new_job(key="retry-test"))
-    assert (await wait_for(jobs, job.id, *FINISHED)).status == JobStatus.FAILED
+    job = await submit(control, sessionmaker, tasks.fail_first_run.new_job(key="retry-test"))
+    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.FAILED
     response = await client.post(f"/api/v1/jobs/{job.id}/retry")
     assert response.status_code == 200, response.text
     assert response.json()["id"] == str(job.id)
     assert response.json()["error"] is None
-    succeeded = await wait_for(jobs, job.id, *FINISHED)
+    succeeded = await wait_for(control, job.id, *FINISHED)
     assert (succeeded.status, succeeded.result, succeeded.attempts) == (
         JobStatus.SUCCEEDED,
         "second run",
@@ -160,7 +163,7 @@ async def test_retry_runs_a_failed_job_again_under_the_same_id(
 
 
 async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
     # Rows as a killed process leaves them: running, on an executor whose heartbeat stopped.
     killed = Executor(host="killed-host", pid=1, backend="{{ cookiecutter.job_backend }}")
@@ -173,22 +176,22 @@ async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts
     async with sessionmaker() as session:
         session.add_all([killed, rerun, out_of_attempts])
         await session.commit()
-    succeeded = await wait_for(jobs, rerun.id, *FINISHED)
+    succeeded = await wait_for(control, rerun.id, *FINISHED)
     assert (succeeded.status, succeeded.result, succeeded.attempts) == (JobStatus.SUCCEEDED, 42, 2)
-    failed = await wait_for(jobs, out_of_attempts.id, *FINISHED)
+    failed = await wait_for(control, out_of_attempts.id, *FINISHED)
     assert (failed.status, failed.error_type) == (JobStatus.FAILED, "ExecutorLost")
     async with sessionmaker() as session:
         assert await session.get(Executor, killed.id) is None, "a dead executor is forgotten"
 
 
 async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
-    jobs: JobQueue, sessionmaker: SessionMaker, settings: Settings
+    control: JobControl, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     schedule = Schedule(tasks.add, every_seconds=0.25, arguments={"a": 1, "b": 2})
     often = settings.model_copy(update={"job_poll_seconds": 0.01})
     # Never steady: these pollers only enqueue, they recover nothing.
     pollers = [
-        Poller(sessionmaker, jobs.backend, often, lambda: False, [schedule]) for _ in range(3)
+        Poller(sessionmaker, control.backend, often, lambda: False, [schedule]) for _ in range(3)
     ]
     started = time.monotonic()
     loops = await asyncio.gather(*(poller.start() for poller in pollers))
@@ -204,36 +207,36 @@ async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
     assert len(periods) == len(enqueued), "a period was enqueued twice"
     assert 4 <= len(enqueued) <= math.ceil(elapsed / 0.25) + 1
     for job in enqueued:
-        assert (await wait_for(jobs, job.id, *FINISHED)).result == 3
+        assert (await wait_for(control, job.id, *FINISHED)).result == 3
 
 
 async def test_submit_many_commits_the_jobs_with_the_session_and_runs_them(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
     async with sessionmaker() as session:
-        submitted = await jobs.submit_many(
+        submitted = await control.submit_many(
             session, [tasks.add.new_job(a=n, b=1) for n in range(30)]
         )
-    done = [await wait_for(jobs, job.id, *FINISHED) for job in submitted]
+    done = [await wait_for(control, job.id, *FINISHED) for job in submitted]
     assert [(job.status, job.result) for job in done] == [
         (JobStatus.SUCCEEDED, n + 1) for n in range(30)
     ]
 
 
 async def test_submit_many_refuses_idempotency_keys_and_writes_nothing(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
     keyed = tasks.add.new_job(idempotency_key=f"order-{uuid.uuid4()}", a=1, b=1)
     async with sessionmaker() as session:
         with pytest.raises(ValueError, match="without idempotency keys"):
-            await jobs.submit_many(session, [tasks.add.new_job(a=1, b=1), keyed])
+            await control.submit_many(session, [tasks.add.new_job(a=1, b=1), keyed])
         count = select(func.count()).select_from(Job).where(Job.name == tasks.add.name)
         assert (await session.exec(count)).one() == 0
 {%- if cookiecutter.job_backend != "rq" %}
 
 
 async def test_jobs_running_at_once_share_their_claim_and_result_transactions(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
     engine = sessionmaker.kw["bind"].sync_engine
     claims = 0
@@ -258,11 +261,11 @@ async def test_jobs_running_at_once_share_their_claim_and_result_transactions(
     event.listen(engine, "commit", committed)
     try:
         async with sessionmaker() as session:
-            submitted = await jobs.submit_many(
+            submitted = await control.submit_many(
                 session, [tasks.add.new_job(a=n, b=n) for n in range(50)]
             )
         for job in submitted:
-            assert (await wait_for(jobs, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+            assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
     finally:
         event.remove(engine, "before_cursor_execute", executed)
         event.remove(engine, "commit", committed)
@@ -272,20 +275,20 @@ async def test_jobs_running_at_once_share_their_claim_and_result_transactions(
 
 
 async def test_a_job_cancelled_while_others_claimed_with_it_run_stops_alone(
-    jobs: JobQueue, sessionmaker: SessionMaker
+    control: JobControl, sessionmaker: SessionMaker
 ) -> None:
     async with sessionmaker() as session:
-        cancelled, kept = await jobs.submit_many(
+        cancelled, kept = await control.submit_many(
             session, [tasks.nap.new_job(seconds=60), tasks.nap.new_job(seconds=1)]
         )
     for job in (cancelled, kept):
         await wait_for_note(f"napping {job.id}")
-    executors = {(await jobs.get(job.id)).executor_id for job in (cancelled, kept)}
+    executors = {(await control.get(job.id)).executor_id for job in (cancelled, kept)}
     assert len(executors) == 1, "claimed together, by one executor"
     # Cancelled as another process would: in the table only, found at the next heartbeat.
     async with sessionmaker() as session:
         assert await store.cancel(session, cancelled.id)
     await wait_for_note(f"stopped {cancelled.id}")
-    assert (await wait_for(jobs, kept.id, *FINISHED)).result == "rested"
-    assert (await jobs.get(cancelled.id)).status == JobStatus.CANCELLED
+    assert (await wait_for(control, kept.id, *FINISHED)).result == "rested"
+    assert (await control.get(cancelled.id)).status == JobStatus.CANCELLED
 {%- endif %}

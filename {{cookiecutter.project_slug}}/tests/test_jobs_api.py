@@ -8,12 +8,10 @@ import pytest
 {%- endif %}
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 {%- if cookiecutter.job_backend == "aiojobs" %}
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 from {{ cookiecutter.project_slug }}.main import create_app
-{%- else %}
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 {%- endif %}
 from {{ cookiecutter.project_slug }}.models import JobStatus
 {%- if cookiecutter.job_backend == "aiojobs" %}
@@ -24,12 +22,12 @@ from tests.test_jobs import FINISHED, submit, wait_for
 
 
 async def test_jobs_are_listed_newest_first_and_filtered(
-    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+    control: JobControl, sessionmaker: SessionMaker, client: httpx.AsyncClient
 ) -> None:
-    added = [await submit(jobs, sessionmaker, tasks.add.new_job(a=n, b=0)) for n in range(3)]
-    failing = await submit(jobs, sessionmaker, tasks.always_fail.new_job(message="no"))
+    added = [await submit(control, sessionmaker, tasks.add.new_job(a=n, b=0)) for n in range(3)]
+    failing = await submit(control, sessionmaker, tasks.always_fail.new_job(message="no"))
     for job in [*added, failing]:
-        await wait_for(jobs, job.id, *FINISHED)
+        await wait_for(control, job.id, *FINISHED)
 
     listed = (await client.get("/api/v1/jobs")).json()
     assert [job["id"] for job in listed] == [str(j.id) for j in reversed([*added, failing])]
@@ -81,10 +79,10 @@ async def test_bad_list_parameters_get_422(client: httpx.AsyncClient) -> None:
 
 
 async def test_finished_jobs_cannot_be_cancelled_and_succeeded_ones_not_retried(
-    jobs: JobQueue, sessionmaker: SessionMaker, client: httpx.AsyncClient
+    control: JobControl, sessionmaker: SessionMaker, client: httpx.AsyncClient
 ) -> None:
-    job = await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=1))
-    assert (await wait_for(jobs, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    job = await submit(control, sessionmaker, tasks.add.new_job(a=1, b=1))
+    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
     cancel = await client.post(f"/api/v1/jobs/{job.id}/cancel")
     assert cancel.status_code == 409
     assert "succeeded" in cancel.json()["detail"]
@@ -100,7 +98,7 @@ async def test_a_full_pending_queue_answers_503_instead_of_waiting(settings: Set
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
     ):
-        jobs: JobQueue = app.state.jobs
+        control: JobControl = app.state.job_control
         sessionmaker: SessionMaker = app.state.sessionmaker
         cancelled = tasks.add.new_job(a=1, b=1)
         cancelled.status = JobStatus.CANCELLED
@@ -108,10 +106,10 @@ async def test_a_full_pending_queue_answers_503_instead_of_waiting(settings: Set
             session.add(cancelled)
             await session.commit()
 
-        await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))  # runs
-        await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))  # waits for the slot
+        await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))  # runs
+        await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))  # waits for the slot
         with pytest.raises(JobsUnavailable):
-            await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=1))
+            await submit(control, sessionmaker, tasks.add.new_job(a=1, b=1))
         retry = await client.post(f"/api/v1/jobs/{cancelled.id}/retry")
         assert retry.status_code == 503
         assert retry.headers["Retry-After"].isdigit()

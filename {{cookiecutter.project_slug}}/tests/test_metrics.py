@@ -9,10 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from prometheus_client import Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
@@ -24,6 +25,10 @@ from tests.processes import start_web
 from tests.test_jobs import FINISHED, submit, wait_for, wait_for_note
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+# Made at import, as a service's own metrics are: before any app configures metrics.
+SIGNUPS = Counter("test_signups", "A metric of the service's own, unlabelled.")
+PLAN_CHANGES = Counter("test_plan_changes", "A metric of the service's own, labelled.", ["plan"])
 
 
 def parse(text: str) -> Samples:
@@ -71,16 +76,16 @@ async def wait_for_samples(
 
 
 async def test_job_outcomes_durations_and_waits_are_counted(
-    client: httpx.AsyncClient, jobs: JobQueue, sessionmaker: SessionMaker, settings: Settings
+    client: httpx.AsyncClient, control: JobControl, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     before = await scrape(client, settings)
-    added = await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=2))
-    failing = await submit(jobs, sessionmaker, tasks.always_fail.new_job(message="no"))
-    napping = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
+    added = await submit(control, sessionmaker, tasks.add.new_job(a=1, b=2))
+    failing = await submit(control, sessionmaker, tasks.always_fail.new_job(message="no"))
+    napping = await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))
     await wait_for_note(f"napping {napping.id}")
-    await jobs.cancel(napping.id)
+    await control.cancel(napping.id)
     for job in (added, failing, napping):
-        await wait_for(jobs, job.id, *FINISHED)
+        await wait_for(control, job.id, *FINISHED)
 
     def moved(metric: str, /, **labels: str) -> float:
         return value(after, metric, **labels) - value(before, metric, **labels)
@@ -113,7 +118,7 @@ async def test_job_outcomes_durations_and_waits_are_counted(
 
 
 async def test_jobs_recovered_after_their_process_died_are_counted(
-    client: httpx.AsyncClient, jobs: JobQueue, sessionmaker: SessionMaker, settings: Settings
+    client: httpx.AsyncClient, control: JobControl, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     before = await scrape(client, settings)
     # Rows as a killed process leaves them: running, on an executor that is no more.
@@ -125,8 +130,8 @@ async def test_jobs_recovered_after_their_process_died_are_counted(
     async with sessionmaker() as session:
         session.add_all([rerun, out_of_attempts])
         await session.commit()
-    await wait_for(jobs, rerun.id, JobStatus.SUCCEEDED)
-    await wait_for(jobs, out_of_attempts.id, JobStatus.FAILED)
+    await wait_for(control, rerun.id, JobStatus.SUCCEEDED)
+    await wait_for(control, out_of_attempts.id, JobStatus.FAILED)
     expected = {"retried": 1, "failed": 1, "succeeded": 1}
 
     def moved(samples: Samples, status: str) -> float:
@@ -141,20 +146,20 @@ async def test_jobs_recovered_after_their_process_died_are_counted(
 
 
 async def test_queue_gauges_come_from_the_job_table(
-    client: httpx.AsyncClient, jobs: JobQueue, sessionmaker: SessionMaker, settings: Settings
+    client: httpx.AsyncClient, control: JobControl, sessionmaker: SessionMaker, settings: Settings
 ) -> None:
     later = tasks.add.new_job(a=1, b=1)
     later.run_after = utcnow() + timedelta(days=1)
-    await submit(jobs, sessionmaker, later)
-    napping = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
-    await wait_for(jobs, napping.id, JobStatus.RUNNING)
+    await submit(control, sessionmaker, later)
+    napping = await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))
+    await wait_for(control, napping.id, JobStatus.RUNNING)
     samples = await scrape(client, settings)
     assert value(samples, "jobs_queued") == 1
     assert value(samples, "jobs_running") == 1
     # The queued job is not due: nothing waits.
     assert value(samples, "jobs_oldest_queued_seconds") == 0
     assert value(samples, "job_executors") == 1
-    await jobs.cancel(napping.id)
+    await control.cancel(napping.id)
     samples = await scrape(client, settings)
     assert value(samples, "jobs_running") == 0
 
@@ -217,3 +222,15 @@ def test_several_uvicorn_workers_report_the_same_totals_and_reuse_their_files(
         assert requests_counted() == [120] * 10
         assert web.terminate(timeout=30) == 0
     assert sorted(path.name for path in settings.metrics_dir.glob("*.db")) == files
+
+
+async def test_metrics_of_the_services_own_are_shown_labelled_or_not(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    before = parse((await client.get("/metrics")).text)
+    SIGNUPS.inc()
+    PLAN_CHANGES.labels("pro").inc(2)
+    after = parse((await client.get("/metrics")).text)
+    assert value(after, "test_signups_total") - value(before, "test_signups_total") == 1
+    changes = "test_plan_changes_total"
+    assert value(after, changes, plan="pro") - value(before, changes, plan="pro") == 2

@@ -11,4 +11,5 @@ def test_migrations_downgrade_and_upgrade_again(migrated_database_url: str) -> N
     for step in (["downgrade", "base"], ["upgrade", "head"]):
         result = alembic(migrated_database_url, *step)
         assert result.returncode == 0, result.stderr
-    assert alembic(migrated_database_url, "current").stdout.startswith("0001 (head)")
+    # At the head again, whichever revision that is.
+    assert "(head)" in alembic(migrated_database_url, "current").stdout

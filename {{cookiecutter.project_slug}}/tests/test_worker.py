@@ -11,7 +11,7 @@ from redis import Redis
 from rq import Queue, Worker
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
@@ -59,27 +59,27 @@ def test_worker_registers_and_stops_on_sigterm(settings: Settings, tmp_path: Pat
 
 
 async def test_sigterm_gives_the_running_job_its_grace_then_queues_it_again(
-    jobs: JobQueue, sessionmaker: SessionMaker, worker: Process
+    control: JobControl, sessionmaker: SessionMaker, worker: Process
 ) -> None:
-    job = await submit(jobs, sessionmaker, tasks.nap.new_job(seconds=60))
-    await wait_for(jobs, job.id, JobStatus.RUNNING)
+    job = await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))
+    await wait_for(control, job.id, JobStatus.RUNNING)
     assert worker.terminate(timeout=30) == 0, worker.output()
     assert f"stopped {job.id}" in tasks.noted()
-    requeued = await jobs.get(job.id)
+    requeued = await control.get(job.id)
     assert (requeued.status, requeued.attempts, requeued.executor_id) == (JobStatus.QUEUED, 0, None)
 
 
 async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_sent_again(
     app: FastAPI, sessionmaker: SessionMaker, settings: Settings, tmp_path: Path
 ) -> None:
-    jobs: JobQueue = app.state.jobs
-    job = await submit(jobs, sessionmaker, tasks.add.new_job(a=1, b=2))
+    control: JobControl = app.state.job_control
+    job = await submit(control, sessionmaker, tasks.add.new_job(a=1, b=2))
     # What a worker's dequeue does; killed right after it, the worker leaves the job on
     # RQ's intermediate list, "queued" in RQ, and queued in the table.
     queue = Queue(settings.rq_queue, connection=Redis.from_url(settings.redis_url))
     assert queue.connection.lmove(queue.key, queue.intermediate_queue_key) == str(job.id).encode()
     with start_worker(settings, tmp_path / "worker.log") as worker:
         worker.wait_until_up()
-        done = await wait_for(jobs, job.id, *FINISHED)
+        done = await wait_for(control, job.id, *FINISHED)
     assert (done.status, done.result) == (JobStatus.SUCCEEDED, 3)
     queue.connection.close()

@@ -1,12 +1,11 @@
-"""The async database engine and the per-request session."""
+"""The async database engine and its sessions."""
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated{% if cookiecutter.database == "sqlite" %}, Any{% endif %}
-
-from fastapi import Depends, Request
 {%- if cookiecutter.database == "sqlite" %}
+from typing import Any
+{%- endif %}
+{% if cookiecutter.database == "sqlite" %}
 from sqlalchemy import event
 {%- endif %}
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -15,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import PoolResetState
 {%- endif %}
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }}.settings import Settings
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -110,10 +111,6 @@ def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessionmaker: SessionMaker = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        yield session
-
-
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+def database_engine(settings: Settings) -> AsyncEngine:
+    """The engine for the settings' database."""
+    return create_engine(settings.database_url{% if cookiecutter.database == "postgresql" %}, settings.database_timeout_seconds{% endif %})

@@ -14,6 +14,9 @@ Scrape every host: nothing is shared between hosts, and the totals over them are
 jobs run.
 {%- endif %}
 
+Metrics of your own are made the usual way, e.g. `Counter("signups", "...")` in any module,
+labelled or not: they are counted and shown like these, whenever they were created.
+
 Gauges that describe the queue (queued, running, oldest waiting, executors alive) are
 read from the database at scrape time: every host reports the same values for the whole
 service, so aggregate them with max(), not sum().
@@ -24,9 +27,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from weakref import WeakSet
 
 from prometheus_client import (
+{%- if cookiecutter.job_backend == "rq" %}
+    REGISTRY,
+{%- endif %}
     CollectorRegistry,
     Counter,
     Histogram,
@@ -110,6 +117,57 @@ class _Slot:
             return slot, lock  # kept open: the lock lasts as long as the process
 
 
+# Where values are kept: in memory until configure() names a directory.
+_value_class: Any = values.MutexValue
+_directory: Path | None = None
+
+
+class _Value:
+    """A metric's value, made by the value class of configure() when it is called after
+    the metric was created: a metric created at import is counted in the shared files
+    like the others."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._arguments = args, kwargs
+        self._value: Any = None
+        if _directory is None:
+            _waiting.add(self)
+        else:
+            self.make()
+
+    def make(self) -> None:
+        """Keep the value where the current value class does (counts so far are dropped)."""
+        args, kwargs = self._arguments
+        self._value = _value_class(*args, **kwargs)
+
+    def _current(self) -> Any:
+        if self._value is None:
+            self.make()
+        return self._value
+
+    def inc(self, amount: float) -> None:
+        self._current().inc(amount)
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self._current().set(value, timestamp)
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._current().set_exemplar(exemplar)
+
+    def get(self) -> float:
+        value: float = self._current().get()
+        return value
+
+    def get_exemplar(self) -> Any:
+        return self._current().get_exemplar()
+
+
+# Values made before configure(): it makes them in the files.
+_waiting: WeakSet[_Value] = WeakSet()
+# Before any metric below, or of the service's own, is created.
+values.ValueClass = _Value
+
+
 @dataclass(frozen=True)
 class Gauge:
     name: str
@@ -126,9 +184,6 @@ class _Gauges(Collector):
             yield GaugeMetricFamily(gauge.name, gauge.help, value=gauge.value)
 
 
-_directory: Path | None = None
-
-
 def configure(directory: Path) -> None:
     """Keep this process's counts under `directory`; once per process, at start-up."""
     global _directory
@@ -140,20 +195,22 @@ def configure(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     # The client opens each file in the directory this variable names.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    values.ValueClass = values.MultiProcessValue(_Slot(directory))  # type: ignore[no-untyped-call]  # untyped in the client
+    global _value_class
+    _value_class = values.MultiProcessValue(_Slot(directory))  # type: ignore[no-untyped-call]  # untyped in the client
     _directory = directory
+    for value in list(_waiting):
+        value.make()  # in the files from now on, each bucket of a histogram included
 {%- if cookiecutter.job_backend == "rq" %}
 
 
 def serve(host: str, port: int) -> None:
-    """Serve this process's own job counts on http://host:port/metrics, from a thread."""
-    # Counted in memory, even where PROMETHEUS_MULTIPROC_DIR is set for the web processes.
-    values.ValueClass = values.MutexValue
-    registry = CollectorRegistry()
+    """Serve this process's own counts (the job metrics and any of the service's own) on
+    http://host:port/metrics, from a thread. Counted in memory, even where
+    PROMETHEUS_MULTIPROC_DIR is set for the web processes."""
     for metric in (JOBS, JOB_DURATION, JOB_QUEUE_WAIT):
-        registry.register(metric)
+        REGISTRY.register(metric)
     try:
-        start_http_server(port, host, registry=registry)
+        start_http_server(port, host, registry=REGISTRY)
     except OSError as error:
         raise SystemExit(
             f"cannot serve metrics on {host}:{port} ({error.strerror}): give each worker "

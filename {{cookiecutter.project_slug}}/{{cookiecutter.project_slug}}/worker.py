@@ -22,13 +22,13 @@ from {{ cookiecutter.project_slug }} import (
     metrics,
     tasks,  # noqa: F401  # registers every task
 )
-from {{ cookiecutter.project_slug }}.db import create_engine, create_sessionmaker
+from {{ cookiecutter.project_slug }}.db import create_sessionmaker, database_engine
 from {{ cookiecutter.project_slug }}.jobs.backend import WORKER_HEARTBEAT_SECONDS, Backend
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
+from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
-from {{ cookiecutter.project_slug }}.tasks.cleanup import schedules
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class Executor:
     its lease keeper and the poller, which sends due and recovered jobs to Redis."""
 
     def __init__(self, settings: Settings) -> None:
-        self.backend = Backend(settings)
-        self._engine = create_engine(settings.database_url{% if cookiecutter.database == "postgresql" %}, settings.database_timeout_seconds{% endif %})
+        self._engine = database_engine(settings)
         sessionmaker = create_sessionmaker(self._engine)
+        self.backend = Backend(settings, sessionmaker)
         self.runner = Runner(sessionmaker, settings, self.backend.name)
         self._poller = Poller(
             sessionmaker, self.backend, settings, self.runner.steady, schedules(settings)

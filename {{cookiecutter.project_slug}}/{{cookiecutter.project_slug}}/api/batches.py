@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
+from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
+from {{ cookiecutter.project_slug }}.api.errors import invalid
 from {{ cookiecutter.project_slug }}.api.fields import NO_NUL
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
-from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
-from {{ cookiecutter.project_slug }}.db import SessionDep
+from {{ cookiecutter.project_slug }}.api.responses import refusal
 from {{ cookiecutter.project_slug }}.models import Batch, BatchItems, BatchStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.batches import process_batch
@@ -42,35 +43,29 @@ class BatchPublic(BatchAccepted):
     completed_at: datetime | None
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses={422: {"description": "No items, or more than MAX_BATCH_ITEMS"}},
-)
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
 async def create_batch(
     payload: BatchCreate,
     request: Request,
     session: SessionDep,
-    jobs: JobQueueDep,
+    control: JobControlDep,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchAccepted:
-    """Store the items, then process them in the background."""
+    """Store the items (at most MAX_BATCH_ITEMS), then process them in the background."""
     settings: Settings = request.app.state.settings
     if len(payload.items) > settings.max_batch_items:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"{len(payload.items)} items: at most {settings.max_batch_items} per batch",
-        )
+        message = f"{len(payload.items)} items: at most {settings.max_batch_items} per batch"
+        raise invalid(("body", "items"), message, "too_long")
     batch = Batch(name=payload.name, total_items=len(payload.items))
     session.add(BatchItems(batch_id=batch.id, items=payload.items))
     job = process_batch.new_job(
         batch_id=str(batch.id), idempotency_key=scoped("batches", idempotency_key)
     )
-    batch, job = await start(session, jobs, batch, job)
+    batch, job = await start(session, control, batch, job)
     return BatchAccepted(id=batch.id, job_id=job.id, status=batch.status)
 
 
-@router.get("/{batch_id}", responses={404: {"description": "No batch with this id"}})
+@router.get("/{batch_id}", responses={404: refusal("No batch with this id")})
 async def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchPublic:
     batch = await session.get(Batch, batch_id)
     if batch is None:

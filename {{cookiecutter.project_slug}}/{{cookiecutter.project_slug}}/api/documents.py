@@ -12,11 +12,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
+from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
+from {{ cookiecutter.project_slug }}.api.errors import invalid
 from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
-from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
-from {{ cookiecutter.project_slug }}.db import SessionDep
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.api.responses import Responses, refusal
 from {{ cookiecutter.project_slug }}.models import Document, DocumentStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.storage import BadUpload, Storage, UploadTooLarge
@@ -40,7 +40,7 @@ UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No document with this id"}}
+NOT_FOUND: Responses = {404: refusal("No document with this id")}
 
 
 class DocumentAccepted(BaseModel):
@@ -78,28 +78,23 @@ async def find(session: AsyncSession, document_id: uuid.UUID) -> Document:
     return document
 
 
-async def made_by(session: AsyncSession, job_id: uuid.UUID) -> Document:
-    return (await session.exec(select(Document).where(Document.job_id == job_id))).one()
-
-
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=UPLOAD_BODY,
-    responses={413: {"description": "Larger than MAX_UPLOAD_BYTES"}},
+    responses={413: refusal("Larger than MAX_UPLOAD_BYTES")},
 )
 async def upload_document(
     request: Request,
     session: SessionDep,
-    jobs: JobQueueDep,
+    control: JobControlDep,
     idempotency_key: IdempotencyKey = None,
 ) -> DocumentAccepted:
-    """Upload a file (form field `file`); it is stored, then processed in the background."""
+    """Upload a file (form field `file`); it is stored, then processed in the background.
+
+    Repeated with the same Idempotency-Key, the upload is checked and received again,
+    then answered with the document the key made first."""
     settings = settings_of(request)
-    key = scoped("documents", idempotency_key)
-    if key is not None and (done := await store.find_by_key(session, key)) is not None:
-        document = await made_by(session, done.id)
-        return DocumentAccepted(id=document.id, job_id=done.id, status=document.status)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > settings.max_upload_bytes + FRAMING_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "the upload is too large")
@@ -115,7 +110,7 @@ async def upload_document(
     except UploadTooLarge as error:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from error
     except BadUpload as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+        raise invalid(("body", "file"), str(error)) from error
     path = storage.path("documents", upload.stored_name)
     document = Document(
         original_filename=upload.original_filename,
@@ -123,13 +118,14 @@ async def upload_document(
         content_type=upload.content_type,
         size_bytes=upload.size,
     )
+    key = scoped("documents", idempotency_key)
     job = process_document.new_job(document_id=str(document.id), idempotency_key=key)
     try:
-        stored, job = await start(session, jobs, document, job)
+        stored, job = await start(session, control, document, job)
     except BaseException:
         await anyio.Path(path).unlink(missing_ok=True)  # no row, so no file either
         raise
-    if stored is not document:  # a request with the same key won the race: keep its file
+    if stored is not document:  # the key made a document before: keep that one's file
         await anyio.Path(path).unlink(missing_ok=True)
     return DocumentAccepted(id=stored.id, job_id=job.id, status=stored.status)
 

@@ -4,13 +4,13 @@ import uuid
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
-from {{ cookiecutter.project_slug }}.api.fields import NO_NUL, ONE_LINE
+from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
+from {{ cookiecutter.project_slug }}.api.fields import NO_NUL, ONE_LINE, EmailAddress
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
-from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
-from {{ cookiecutter.project_slug }}.db import SessionDep
+from {{ cookiecutter.project_slug }}.api.responses import refusal
 from {{ cookiecutter.project_slug }}.models import Email, EmailStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.emails import send_email
@@ -19,7 +19,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/emails", tags=["emails"])
 
 
 class EmailCreate(BaseModel):
-    to: EmailStr
+    to: EmailAddress
     subject: str = Field(min_length=1, max_length=255, pattern=ONE_LINE)
     body: str = Field(max_length=100_000, pattern=NO_NUL)
 
@@ -43,7 +43,7 @@ async def create_email(
     payload: EmailCreate,
     request: Request,
     session: SessionDep,
-    jobs: JobQueueDep,
+    control: JobControlDep,
     idempotency_key: IdempotencyKey = None,
 ) -> EmailAccepted:
     """Store the email, then send it in the background."""
@@ -54,11 +54,11 @@ async def create_email(
         idempotency_key=scoped("emails", idempotency_key),
         max_attempts=settings.email_max_attempts,
     )
-    email, job = await start(session, jobs, email, job)
+    email, job = await start(session, control, email, job)
     return EmailAccepted(id=email.id, job_id=job.id, status=email.status)
 
 
-@router.get("/{email_id}", responses={404: {"description": "No email with this id"}})
+@router.get("/{email_id}", responses={404: refusal("No email with this id")})
 async def get_email(email_id: uuid.UUID, session: SessionDep) -> EmailPublic:
     email = await session.get(Email, email_id)
     if email is None or email.job_id is None:

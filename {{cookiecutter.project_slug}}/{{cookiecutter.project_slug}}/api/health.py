@@ -11,9 +11,13 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 from sqlmodel import select
 
-from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
+from {{ cookiecutter.project_slug }}.api.deps import JobControlDep
+from {{ cookiecutter.project_slug }}.api.responses import UNAVAILABLE
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
+{%- if cookiecutter.job_backend == "rq" %}
+from {{ cookiecutter.project_slug }}.jobs.backend import Backend
+{%- endif %}
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -106,13 +110,15 @@ async def ready(
     request: Request,
     response: Response,
 {%- if cookiecutter.job_backend == "rq" %}
-    jobs: JobQueueDep,
+    control: JobControlDep,
 {%- endif %}
 ) -> Readiness:
     """Ready for traffic: the database answers{% if cookiecutter.job_backend == "rq" %}, Redis answers and a worker was heard from{% endif %}."""
     checks = {"database": (await _check("database", _select_one(_sessionmaker(request))))[0]}
 {%- if cookiecutter.job_backend == "rq" %}
-    checks["redis"] = (await _check("redis", asyncio.to_thread(jobs.backend.redis.ping)))[0]
+    redis = control.backend
+    assert isinstance(redis, Backend)  # this project's RQ backend, which holds the client
+    checks["redis"] = (await _check("redis", asyncio.to_thread(redis.redis.ping)))[0]
     if checks["database"] != "ok":
         checks["workers"] = "unknown: the database does not answer"
     elif not (await _check("workers", _executors(request)))[1]:
@@ -127,13 +133,13 @@ async def ready(
     return Readiness(status="unavailable", checks=checks)
 
 
-@router.get("/jobs")
-async def jobs_health(request: Request, jobs: JobQueueDep) -> JobsHealth:
+@router.get("/jobs", responses=UNAVAILABLE)
+async def jobs_health(request: Request, control: JobControlDep) -> JobsHealth:
     """The job queue as every process sees it: counts from the job table."""
     async with _sessionmaker(request)() as session:
         stats = await store.stats(session)
     return JobsHealth(
-        backend=jobs.backend.name,
+        backend=control.backend.name,
         queued=stats.queued,
         running=stats.running,
         failed_last_hour=stats.failed_last_hour,

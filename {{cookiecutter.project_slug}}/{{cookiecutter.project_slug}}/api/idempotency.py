@@ -1,14 +1,15 @@
 """The `Idempotency-Key` header: the same key on the same endpoint gives the same resource
 and job, however often, and however many requests race with it."""
 
-from typing import Annotated, TypeVar
+import uuid
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Header
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
-from {{ cookiecutter.project_slug }}.models import Batch, Document, Email, Job, Report
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
+from {{ cookiecutter.project_slug }}.models import Job
 
 IdempotencyKey = Annotated[
     str | None,
@@ -26,11 +27,18 @@ def scoped(endpoint: str, key: str | None) -> str | None:
     return None if key is None else f"{endpoint}:{key}"
 
 
-Started = TypeVar("Started", Email, Document, Batch, Report)
+class WorkedOn(Protocol):
+    """A row that a job works on: any table with an `id` and a `job_id` column."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID | None
+
+
+Started = TypeVar("Started", bound=WorkedOn)
 
 
 async def start(
-    session: AsyncSession, jobs: JobQueue, row: Started, job: Job
+    session: AsyncSession, control: JobControl, row: Started, job: Job
 ) -> tuple[Started, Job]:
     """Commit `row` together with the job that works on it, then start the job.
 
@@ -39,7 +47,7 @@ async def start(
     """
     row.job_id = job.id
     session.add(row)
-    submitted = await jobs.submit(session, job)
+    submitted = await control.submit(session, job)
     if submitted.id == job.id:
         return row, job
     model = type(row)

@@ -1,7 +1,7 @@
 """Reports: a CSV built by a job, downloaded when ready. `/api/v1/reports`."""
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -11,23 +11,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
+from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
+from {{ cookiecutter.project_slug }}.api.fields import IsoDate
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
-from {{ cookiecutter.project_slug }}.api.jobs import JobQueueDep
-from {{ cookiecutter.project_slug }}.db import SessionDep
+from {{ cookiecutter.project_slug }}.api.responses import Responses, refusal
 from {{ cookiecutter.project_slug }}.models import Report, ReportStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.storage import Storage
 from {{ cookiecutter.project_slug }}.tasks.reports import ReportKind, build_report
 
 router = APIRouter(prefix=f"{API_PREFIX}/reports", tags=["reports"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No report with this id"}}
+NOT_FOUND: Responses = {404: refusal("No report with this id")}
 
 
 class ReportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: date | None = Field(default=None, description="first day counted (UTC)")
-    until: date | None = Field(default=None, description="last day counted (UTC)")
+    since: IsoDate | None = Field(default=None, description="first day counted (UTC)")
+    until: IsoDate | None = Field(default=None, description="last day counted (UTC)")
 
 
 class ReportCreate(BaseModel):
@@ -60,7 +61,7 @@ async def find(session: AsyncSession, report_id: uuid.UUID) -> Report:
 async def create_report(
     payload: ReportCreate,
     session: SessionDep,
-    jobs: JobQueueDep,
+    control: JobControlDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ReportAccepted:
     """Build the report in the background; download it when its status is `ready`."""
@@ -69,7 +70,7 @@ async def create_report(
     job = build_report.new_job(
         report_id=str(report.id), idempotency_key=scoped("reports", idempotency_key)
     )
-    report, job = await start(session, jobs, report, job)
+    report, job = await start(session, control, report, job)
     return ReportAccepted(id=report.id, job_id=job.id, status=report.status)
 
 
@@ -81,7 +82,11 @@ async def get_report(report_id: uuid.UUID, session: SessionDep) -> ReportPublic:
 @router.get(
     "/{report_id}/download",
     response_class=FileResponse,
-    responses={**NOT_FOUND, 409: {"description": "Not ready yet"}},
+    responses={
+        200: {"description": "The report", "content": {"text/csv": {}}},
+        **NOT_FOUND,
+        409: refusal("Not ready yet"),
+    },
 )
 async def download_report(
     report_id: uuid.UUID, request: Request, session: SessionDep

@@ -13,7 +13,8 @@ import aiojobs
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
-from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller
+from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -23,11 +24,9 @@ logger = logging.getLogger(__name__)
 class Backend:
     name = "aiojobs"
 
-    def __init__(
-        self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
-    ) -> None:
+    def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
         self.runner = Runner(sessionmaker, settings, self.name)
-        self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules)
+        self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules(settings))
         self._concurrency = settings.job_concurrency
         self._pending_limit = settings.job_pending_limit
         self._scheduler: aiojobs.Scheduler | None = None

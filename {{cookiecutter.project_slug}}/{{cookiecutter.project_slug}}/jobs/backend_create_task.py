@@ -11,7 +11,8 @@ from collections.abc import Collection, Sequence
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
-from {{ cookiecutter.project_slug }}.jobs.poller import Poller, Schedule
+from {{ cookiecutter.project_slug }}.jobs.poller import Poller
+from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -24,11 +25,9 @@ POLL_BATCH = 100
 class Backend:
     name = "create_task"
 
-    def __init__(
-        self, settings: Settings, sessionmaker: SessionMaker, schedules: Sequence[Schedule] = ()
-    ) -> None:
+    def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
         self.runner = Runner(sessionmaker, settings, self.name)
-        self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules)
+        self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules(settings))
         # The event loop keeps only weak references to tasks: without these a running
         # job could be garbage-collected mid-flight.
         self._jobs: dict[uuid.UUID, asyncio.Task[None]] = {}

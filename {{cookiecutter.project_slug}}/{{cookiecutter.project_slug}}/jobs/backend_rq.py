@@ -16,6 +16,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
 
+from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -40,7 +41,8 @@ def as_utc(moment: datetime) -> datetime:
 class Backend:
     name = "rq"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
+        # The sessionmaker is the workers' (worker.py): this side only sends ids to Redis.
         self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
         self.queue = Queue(settings.rq_queue, connection=self.redis)
         self._intermediate = IntermediateQueue(self.queue.key, connection=self.redis)

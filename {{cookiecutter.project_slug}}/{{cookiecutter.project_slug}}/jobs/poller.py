@@ -6,47 +6,25 @@ atomic UPDATE or an insert under a unique key. Times are the database's."""
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import store
-from {{ cookiecutter.project_slug }}.jobs.registry import Task
+from {{ cookiecutter.project_slug }}.jobs.base import JobBackend
+from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Enqueue `task` once every `every_seconds`, however many processes poll."""
-
-    task: Task
-    every_seconds: float
-    arguments: dict[str, Any] = field(default_factory=dict)
-
-
-class Dispatcher(Protocol):
-    def in_hand(self) -> Collection[uuid.UUID]:
-        """Jobs this executor already holds, waiting or running."""
-
-    def free_slots(self) -> int:
-        """How many more jobs this executor will take now."""
-
-    async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
-        """Start these due jobs, or queue them to be started."""
 
 
 class Poller:
     def __init__(
         self,
         sessionmaker: SessionMaker,
-        dispatcher: Dispatcher,
+        backend: JobBackend,
         settings: Settings,
         steady: Callable[[], bool],
         schedules: Sequence[Schedule] = (),
@@ -55,7 +33,7 @@ class Poller:
         lease: only then is another executor's late heartbeat its own, and not an outage
         that every process shared, so only then are its jobs taken for stalled."""
         self._sessionmaker = sessionmaker
-        self._dispatcher = dispatcher
+        self._backend = backend
         self._interval_seconds = settings.job_poll_seconds
         self._lease_seconds = settings.job_lease_seconds
         self._schedules = schedules
@@ -103,12 +81,12 @@ class Poller:
                 now = await store.database_time(session)
                 for schedule in self._schedules:
                     await self._enqueue_periodic(schedule, now.timestamp())
-            slots = self._dispatcher.free_slots()
+            slots = self._backend.free_slots()
             if slots <= 0:
                 return
-            due = await store.due_job_ids(session, slots, self._dispatcher.in_hand())
+            due = await store.due_job_ids(session, slots, self._backend.in_hand())
         if due:
-            await self._dispatcher.dispatch(due)
+            await self._backend.dispatch(due)
 
     async def _recover_stalled_jobs(self, session: AsyncSession) -> None:
         requeued, failed = await store.recover_stalled_jobs(session, self._lease_seconds)

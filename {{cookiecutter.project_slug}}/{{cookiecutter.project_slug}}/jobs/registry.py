@@ -1,17 +1,21 @@
 """Tasks: plain `async def` functions registered by name, with their defaults.
 
-    @task(timeout_seconds=60, max_attempts=5)
+    async def welcome_failed(ctx: JobContext, error: BaseException, user_id: str) -> None:
+        ...  # the job failed for good: say so on the user's row
+
+    @task(timeout_seconds=60, max_attempts=5, on_failure=welcome_failed)
     async def send_welcome(ctx: JobContext, user_id: str) -> dict[str, str]:
         ...
 
 A task's arguments and result are JSON. It may run more than once (a retry, or a rerun
 after its executor died), so it must be idempotent: check before doing, write with keys.
+A task registered in a module of `tasks/` is known once `tasks/__init__.py` imports it.
 """
 
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -49,6 +53,11 @@ class PermanentJobError(Exception):
 
 
 TaskFunction = Callable[..., Awaitable[Any]]
+# Called with the context, the error and the job's arguments when a job fails for good
+# (its last attempt failed, or it raised PermanentJobError), in a session of its own.
+FailureHook = Callable[..., Awaitable[None]]
+# How often a periodic task runs, read from the settings; 0 or less: never.
+Period = Callable[[Settings], float]
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,8 @@ class Task:
     # The first retry waits about this long; each further one waits twice as long.
     backoff_seconds: float
     max_backoff_seconds: float
+    on_failure: FailureHook | None = None
+    every: Period | None = None
 
     def new_job(
         self,
@@ -92,8 +103,11 @@ def task(
     max_attempts: int = 3,
     backoff_seconds: float = 2.0,
     max_backoff_seconds: float = 600.0,
+    on_failure: FailureHook | None = None,
+    every: Period | None = None,
 ) -> Callable[[TaskFunction], Task]:
-    """Register an `async def` as a task under its function name (or `name`)."""
+    """Register an `async def` as a task under its function name (or `name`); with
+    `every`, it also runs once per that many seconds, however many processes run."""
 
     def register(function: TaskFunction) -> Task:
         registered = Task(
@@ -103,6 +117,8 @@ def task(
             max_attempts=max_attempts,
             backoff_seconds=backoff_seconds,
             max_backoff_seconds=max_backoff_seconds,
+            on_failure=on_failure,
+            every=every,
         )
         if registered.name in TASKS:
             raise ValueError(f"a task named {registered.name!r} is already registered")
@@ -110,3 +126,18 @@ def task(
         return registered
 
     return register
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Enqueue `task` once every `every_seconds`, however many processes poll."""
+
+    task: Task
+    every_seconds: float
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def schedules(settings: Settings) -> list[Schedule]:
+    """The periodic jobs of the registered tasks, for the poller of every executor."""
+    periods = ((task, task.every(settings)) for task in TASKS.values() if task.every)
+    return [Schedule(task, every_seconds=seconds) for task, seconds in periods if seconds > 0]

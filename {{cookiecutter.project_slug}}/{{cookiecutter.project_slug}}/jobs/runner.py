@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars, clear_contextvars
 
 from {{ cookiecutter.project_slug }} import metrics
@@ -32,6 +33,7 @@ from {{ cookiecutter.project_slug }}.jobs import store
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     TASKS,
+    FailureHook,
     JobContext,
     PermanentJobError,
     ProgressReporter,
@@ -237,17 +239,8 @@ class Runner:
         try:
             if task is None:
                 raise UnknownTask(f"no task named {job.name!r} is registered in this process")
-            async with self._sessionmaker() as task_session:
-                context = JobContext(
-                    job_id=job.id,
-                    attempt=job.attempts,
-                    max_attempts=job.max_attempts,
-                    session=task_session,
-                    settings=self._settings,
-                    _report_progress=self._progress_reporter(job.id),
-                )
-                async with deadline:
-                    result = await task.function(context, **job.arguments)
+            async with self._sessionmaker() as task_session, deadline:
+                result = await task.function(self._context(job, task_session), **job.arguments)
             json.dumps(result)  # refuse a result the job table cannot hold, as a failure
         except Exception as error:
             failure = error
@@ -258,6 +251,8 @@ class Runner:
             if task is not None and retryable and job.attempts < job.max_attempts:
                 delay = retry_delay(task, job.attempts)
             attempt.finishing = True
+            if delay is None and task is not None and task.on_failure is not None:
+                await self._on_failure(task.on_failure, job, failure)
             recorded = await self._write(lambda: self._record_failure(job.id, failure, delay))
             if not recorded:
                 self._log_rejected(job)
@@ -287,6 +282,26 @@ class Runner:
         seconds = time.monotonic() - started
         metrics.job_ended(job.name, "succeeded", seconds)
         logger.info("job succeeded in %.3f s", seconds)
+
+    def _context(self, job: Job, session: AsyncSession) -> JobContext:
+        return JobContext(
+            job_id=job.id,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            session=session,
+            settings=self._settings,
+            _report_progress=self._progress_reporter(job.id),
+        )
+
+    async def _on_failure(self, hook: FailureHook, job: Job, error: BaseException) -> None:
+        """The task's own word on failing for good, in a session of its own: the task's
+        may be mid-transaction, or broken, after the error."""
+        try:
+            async with self._sessionmaker() as session:
+                await hook(self._context(job, session), error, **job.arguments)
+        except Exception:
+            # The job is recorded as failed all the same.
+            logger.exception("the failure hook of %s failed", job.name)
 
     def _log_rejected(self, job: Job) -> None:
         logger.warning(

@@ -57,7 +57,15 @@ class ProgressSaver:
         return False
 
 
-@task(timeout_seconds=3600, max_attempts=3)
+async def batch_failed(ctx: JobContext, error: BaseException, batch_id: str) -> None:
+    batch = await ctx.session.get(Batch, uuid.UUID(batch_id))
+    if batch is not None:
+        batch.status, batch.error = BatchStatus.FAILED, f"{type(error).__name__}: {error}"
+        batch.completed_at = utcnow()
+        await ctx.session.commit()
+
+
+@task(timeout_seconds=3600, max_attempts=3, on_failure=batch_failed)
 async def process_batch(ctx: JobContext, batch_id: str) -> dict[str, int]:
     batch = await ctx.session.get(Batch, uuid.UUID(batch_id))
     stored = await ctx.session.get(BatchItems, uuid.UUID(batch_id))
@@ -65,14 +73,7 @@ async def process_batch(ctx: JobContext, batch_id: str) -> dict[str, int]:
         raise PermanentJobError(f"batch {batch_id} does not exist")
     if batch.status in (BatchStatus.COMPLETED, BatchStatus.COMPLETED_WITH_ERRORS):
         return counts(batch)  # a rerun after the outcome was recorded
-    try:
-        await run(ctx, batch, stored.items)
-    except Exception as error:
-        if ctx.last_attempt:
-            batch.status, batch.error = BatchStatus.FAILED, f"{type(error).__name__}: {error}"
-            batch.completed_at = utcnow()
-            await ctx.session.commit()
-        raise
+    await run(ctx, batch, stored.items)
     return counts(batch)
 
 

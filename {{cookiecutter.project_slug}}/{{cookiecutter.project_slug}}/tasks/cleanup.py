@@ -1,8 +1,8 @@
 """The periodic cleanup: archived documents, finished jobs and reports past their retention.
 
 Deletes in bounded chunks (short transactions, bounded memory), files before rows, and
-goes on when a file is already gone. Registered with the poller, so it runs once per
-CLEANUP_INTERVAL_SECONDS however many processes run.
+goes on when a file is already gone. It runs once per CLEANUP_INTERVAL_SECONDS however
+many processes run.
 """
 
 import logging
@@ -12,10 +12,8 @@ from typing import Any, TypeVar
 import anyio
 from sqlmodel import col, delete, select
 
-from {{ cookiecutter.project_slug }}.jobs.poller import Schedule
 from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, task
 from {{ cookiecutter.project_slug }}.models import Document, Job, JobStatus, Report, utcnow
-from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -41,7 +39,9 @@ async def remove_expired(ctx: JobContext, model: type[Expiring], expired: Any, f
     return removed
 
 
-@task(timeout_seconds=3600, max_attempts=3)
+@task(
+    timeout_seconds=3600, max_attempts=3, every=lambda settings: settings.cleanup_interval_seconds
+)
 async def cleanup(ctx: JobContext) -> dict[str, int]:
     settings, now = ctx.settings, utcnow()
     documents_before = now - timedelta(days=settings.document_retention_days)
@@ -68,10 +68,3 @@ async def cleanup(ctx: JobContext) -> dict[str, int]:
         "cleanup removed %(documents)d documents, %(reports)d reports, %(jobs)d jobs", removed
     )
     return removed
-
-
-def schedules(settings: Settings) -> list[Schedule]:
-    """The periodic jobs, handed to the poller of every process that runs jobs."""
-    if not settings.cleanup_interval_seconds:
-        return []
-    return [Schedule(cleanup, every_seconds=settings.cleanup_interval_seconds)]

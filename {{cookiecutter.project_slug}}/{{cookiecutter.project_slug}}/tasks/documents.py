@@ -44,7 +44,15 @@ def analyse(path: Path, text: bool) -> dict[str, Any]:
     return facts
 
 
-@task(timeout_seconds=600, max_attempts=3)
+async def document_failed(ctx: JobContext, error: BaseException, document_id: str) -> None:
+    document = await ctx.session.get(Document, uuid.UUID(document_id))
+    if document is not None:
+        document.status, document.processed_at = DocumentStatus.ERROR, utcnow()
+        document.error = str(error)
+        await ctx.session.commit()
+
+
+@task(timeout_seconds=600, max_attempts=3, on_failure=document_failed)
 async def process_document(ctx: JobContext, document_id: str) -> dict[str, Any]:
     document = await ctx.session.get(Document, uuid.UUID(document_id))
     if document is None:
@@ -55,15 +63,8 @@ async def process_document(ctx: JobContext, document_id: str) -> dict[str, Any]:
     try:
         # Reading and hashing block: a thread keeps the event loop serving.
         facts = await asyncio.to_thread(analyse, path, is_text(document.content_type))
-    except Exception as error:
-        permanent = isinstance(error, FileNotFoundError)
-        if permanent or ctx.last_attempt:
-            document.status, document.processed_at = DocumentStatus.ERROR, utcnow()
-            document.error = "the stored file is missing" if permanent else str(error)
-            await ctx.session.commit()
-        if permanent:
-            raise PermanentJobError("the stored file is missing") from error
-        raise
+    except FileNotFoundError as error:
+        raise PermanentJobError("the stored file is missing") from error
     for name, value in facts.items():
         setattr(document, name, value)
     document.status, document.processed_at, document.error = DocumentStatus.READY, utcnow(), None

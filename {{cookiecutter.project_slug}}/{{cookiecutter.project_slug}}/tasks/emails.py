@@ -46,21 +46,21 @@ async def deliver(message: EmailMessage, settings: Settings) -> None:
     )
 
 
-@task(timeout_seconds=120, max_attempts=5, backoff_seconds=2.0)
+async def email_failed(ctx: JobContext, error: BaseException, email_id: str) -> None:
+    email = await ctx.session.get(Email, uuid.UUID(email_id))
+    if email is not None:
+        email.status, email.error = EmailStatus.FAILED, f"{type(error).__name__}: {error}"
+        await ctx.session.commit()
+
+
+@task(timeout_seconds=120, max_attempts=5, backoff_seconds=2.0, on_failure=email_failed)
 async def send_email(ctx: JobContext, email_id: str) -> dict[str, str]:
     email = await ctx.session.get(Email, uuid.UUID(email_id))
     if email is None:
         raise LookupError(f"email {email_id} does not exist")
     if email.status == EmailStatus.SENT:
         return {"status": "already sent"}  # a rerun after the send was recorded
-    try:
-        await deliver(compose(email, ctx.settings), ctx.settings)
-    except Exception as error:
-        if ctx.last_attempt:
-            email.status = EmailStatus.FAILED
-            email.error = f"{type(error).__name__}: {error}"
-            await ctx.session.commit()
-        raise
+    await deliver(compose(email, ctx.settings), ctx.settings)
     email.status, email.sent_at, email.error = EmailStatus.SENT, utcnow(), None
     await ctx.session.commit()
     return {"status": "sent"}

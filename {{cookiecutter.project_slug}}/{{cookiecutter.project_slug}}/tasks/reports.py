@@ -54,33 +54,34 @@ def as_csv(rows: list[tuple[str, str, int]]) -> str:
     return text.getvalue()
 
 
-@task(timeout_seconds=600, max_attempts=3)
+async def report_failed(ctx: JobContext, error: BaseException, report_id: str) -> None:
+    report = await ctx.session.get(Report, uuid.UUID(report_id))
+    if report is not None:
+        report.status, report.error = ReportStatus.FAILED, f"{type(error).__name__}: {error}"
+        await ctx.session.commit()
+
+
+@task(timeout_seconds=600, max_attempts=3, on_failure=report_failed)
 async def build_report(ctx: JobContext, report_id: str) -> dict[str, int]:
     report = await ctx.session.get(Report, uuid.UUID(report_id))
     if report is None:
         raise PermanentJobError(f"report {report_id} does not exist")
     report.status, report.error = ReportStatus.RUNNING, None
     await ctx.session.commit()
-    try:
-        since, until = (report.filters.get(name) for name in ("since", "until"))
-        rows = await count_by_day_and_status(
-            ctx.session,
-            ReportKind(report.kind),
-            date.fromisoformat(since) if since else None,
-            date.fromisoformat(until) if until else None,
-        )
-        # Counts by day are small; written under a temporary name, renamed when whole.
-        stored_name = report.stored_name or uuid.uuid4().hex
-        path = Storage(ctx.settings.storage_dir).path("reports", stored_name)
-        partial = anyio.Path(path.with_name(f"{stored_name}.partial"))
-        await partial.parent.mkdir(parents=True, exist_ok=True)
-        await partial.write_text(as_csv(rows), newline="")
-        await partial.rename(path)
-    except Exception as error:
-        if ctx.last_attempt:
-            report.status, report.error = ReportStatus.FAILED, f"{type(error).__name__}: {error}"
-            await ctx.session.commit()
-        raise
+    since, until = (report.filters.get(name) for name in ("since", "until"))
+    rows = await count_by_day_and_status(
+        ctx.session,
+        ReportKind(report.kind),
+        date.fromisoformat(since) if since else None,
+        date.fromisoformat(until) if until else None,
+    )
+    # Counts by day are small; written under a temporary name, renamed when whole.
+    stored_name = report.stored_name or uuid.uuid4().hex
+    path = Storage(ctx.settings.storage_dir).path("reports", stored_name)
+    partial = anyio.Path(path.with_name(f"{stored_name}.partial"))
+    await partial.parent.mkdir(parents=True, exist_ok=True)
+    await partial.write_text(as_csv(rows), newline="")
+    await partial.rename(path)
     report.stored_name, report.status = stored_name, ReportStatus.READY
     report.completed_at = utcnow()
     await ctx.session.commit()

@@ -3,7 +3,7 @@
     job = process_document.new_job(document_id=str(document.id))
     document.job_id = job.id
     session.add(document)
-    job = await jobs.submit(session, job)  # one transaction for both rows
+    job = await control.submit(session, job)  # one transaction for both rows
 
 Routes never talk to the backend directly.
 """
@@ -17,15 +17,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import store
-from {{ cookiecutter.project_slug }}.jobs.backend import Backend
+from {{ cookiecutter.project_slug }}.jobs.base import JobBackend
 from {{ cookiecutter.project_slug }}.jobs.errors import JobNotFound, JobStateConflict
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
 
-class JobQueue:
-    def __init__(self, sessionmaker: SessionMaker, backend: Backend) -> None:
+class JobControl:
+    def __init__(self, sessionmaker: SessionMaker, backend: JobBackend) -> None:
         self._sessionmaker = sessionmaker
         self.backend = backend
 

@@ -4,25 +4,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
+from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
 from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET, NO_NUL
-from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.jobs import store
-from {{ cookiecutter.project_slug }}.jobs.queue import JobQueue
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
-
-
-def get_job_queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.jobs
-    return queue
-
-
-JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
 
 
 class JobError(BaseModel):
@@ -68,17 +59,17 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", responses={404: {"description": "No job with this id"}})
-async def get_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
-    return JobPublic.of(await jobs.get(job_id))
+async def get_job(job_id: uuid.UUID, control: JobControlDep) -> JobPublic:
+    return JobPublic.of(await control.get(job_id))
 
 
 @router.post(
     "/{job_id}/cancel",
     responses={404: {"description": "No job with this id"}, 409: {"description": "Finished"}},
 )
-async def cancel_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
+async def cancel_job(job_id: uuid.UUID, control: JobControlDep) -> JobPublic:
     """Cancel a queued job, or stop a running one (within a few seconds)."""
-    return JobPublic.of(await jobs.cancel(job_id))
+    return JobPublic.of(await control.cancel(job_id))
 
 
 @router.post(
@@ -86,9 +77,8 @@ async def cancel_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
     responses={
         404: {"description": "No job with this id"},
         409: {"description": "Not failed or cancelled"},
-        503: {"description": "Not taking jobs now"},
     },
 )
-async def retry_job(job_id: uuid.UUID, jobs: JobQueueDep) -> JobPublic:
+async def retry_job(job_id: uuid.UUID, control: JobControlDep) -> JobPublic:
     """Run a failed or cancelled job again: same id, attempts counted from zero."""
-    return JobPublic.of(await jobs.retry(job_id))
+    return JobPublic.of(await control.retry(job_id))
