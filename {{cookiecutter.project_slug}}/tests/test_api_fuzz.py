@@ -1,11 +1,13 @@
 """Schema-driven fuzzing against the real service, with every schemathesis check: requests
 made from its own OpenAPI schema, valid and invalid, one by one and chained (a resource
-made, then used). No answer may be a 5xx, nor differ from what the schema documents."""
+made, then used). No answer may be a 5xx, nor differ from what the schema documents.
+Then two such answers that fuzzing may miss, every time."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from pydantic import SecretStr
 
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -35,3 +37,16 @@ def test_every_answer_is_as_documented(settings: Settings, tmp_path: Path) -> No
         run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=False)
         logs = "".join(process.output() for process in service)
     assert run.returncode == 0, f"{run.stdout}{run.stderr}\n\n{logs}"
+
+
+async def test_a_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    # Schemathesis checks an Allow header only when it has methods in it.
+    response = await client.put("/api/v1/documents")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, POST")
+
+
+async def test_a_body_that_is_not_even_text_is_invalid_json(client: httpx.AsyncClient) -> None:
+    json = {"Content-Type": "application/json"}
+    response = await client.post("/api/v1/emails", content=b"\xff{", headers=json)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"

@@ -17,7 +17,7 @@ from sqlmodel import col, func, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 {%- if cookiecutter.job_backend != "rq" %}
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import moves
 {%- endif %}
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
@@ -287,7 +287,7 @@ async def test_a_job_cancelled_while_others_claimed_with_it_run_stops_alone(
     assert len(executors) == 1, "claimed together, by one executor"
     # Cancelled as another process would: in the table only, found at the next heartbeat.
     async with sessionmaker() as session:
-        assert await store.cancel(session, cancelled.id)
+        assert await moves.cancel(session, cancelled.id)
     await wait_for_note(f"stopped {cancelled.id}")
     assert (await wait_for(control, kept.id, *FINISHED)).result == "rested"
     assert (await control.get(cancelled.id)).status == JobStatus.CANCELLED

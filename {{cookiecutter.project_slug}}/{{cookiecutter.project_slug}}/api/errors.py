@@ -2,6 +2,7 @@
 an invalid request with 422 and the list of what is wrong, as FastAPI answers it."""
 
 import logging
+import re
 
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import (
@@ -12,7 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
 
 from {{ cookiecutter.project_slug }}.db import database_unavailable
 from {{ cookiecutter.project_slug }}.jobs.errors import (
@@ -32,18 +32,21 @@ def invalid(loc: tuple[str, ...], msg: str, kind: str = "value_error") -> Reques
     return RequestValidationError([{"type": kind, "loc": loc, "msg": msg}])
 
 
-def allowed_methods(request: Request) -> str:
-    """Every method the request's path takes, from all the routes on it."""
-    routes = [route for route in request.app.router.routes if isinstance(route, Route)]
-    matching = [route for route in routes if route.matches(request.scope)[0] != Match.NONE]
-    return ", ".join(sorted({method for route in matching for method in route.methods or ()}))
+def allowed_methods(request: Request) -> str | None:
+    """The methods the schema documents on the request's path; None if it has no such path."""
+    for path, operations in request.app.openapi()["paths"].items():
+        # Each `{parameter}` in it stands for one segment.
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", path))
+        if re.fullmatch(pattern, request.url.path):
+            return ", ".join(sorted(method.upper() for method in operations))
+    return None
 
 
 async def http_error(request: Request, error: Exception) -> Response:
     """FastAPI's answer, except where it differs from the schema. A body it cannot decode
     at all (not UTF-8, nested too deep) gets 400, which no route documents: it is malformed
-    JSON, answered as the rest of it is. Starlette's 405 names in Allow the methods of one
-    route only (POST for `/documents`, that also takes GET): this one names all."""
+    JSON, answered as the rest of it is. A 405 names in Allow the methods of one route only
+    (POST for `/documents`, that also takes GET): this one names all the path takes."""
     assert isinstance(error, HTTPException)
     cause = error.__cause__
     if error.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
@@ -51,8 +54,10 @@ async def http_error(request: Request, error: Exception) -> Response:
     ):
         refusal = invalid(("body",), f"JSON decode error: {cause}", "json_invalid")
         return await request_validation_exception_handler(request, refusal)
-    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
-        error = HTTPException(error.status_code, headers={"Allow": allowed_methods(request)})
+    if error.status_code == status.HTTP_405_METHOD_NOT_ALLOWED and (
+        allowed := allowed_methods(request)
+    ):
+        error = HTTPException(error.status_code, headers={"Allow": allowed})
     return await http_exception_handler(request, error)
 
 

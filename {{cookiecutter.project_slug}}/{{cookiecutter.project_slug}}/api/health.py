@@ -14,7 +14,7 @@ from sqlmodel import select
 from {{ cookiecutter.project_slug }}.api.deps import JobControlDep
 from {{ cookiecutter.project_slug }}.api.responses import UNAVAILABLE
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import reads
 {%- if cookiecutter.job_backend == "rq" %}
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 {%- endif %}
@@ -64,8 +64,8 @@ def _sessionmaker(request: Request) -> SessionMaker:
 async def _executors(request: Request) -> list[ExecutorSeen]:
     settings: Settings = request.app.state.settings
     async with _sessionmaker(request)() as session:
-        now = await store.database_time(session)
-        executors = await store.live_executors(session, settings.job_lease_seconds)
+        now = await reads.database_time(session)
+        executors = await reads.live_executors(session, settings.job_lease_seconds)
     return [
         ExecutorSeen(
             id=executor.id,
@@ -137,7 +137,7 @@ async def ready(
 async def jobs_health(request: Request, control: JobControlDep) -> JobsHealth:
     """The job queue as every process sees it: counts from the job table."""
     async with _sessionmaker(request)() as session:
-        stats = await store.stats(session)
+        stats = await reads.stats(session)
     return JobsHealth(
         backend=control.backend.name,
         queued=stats.queued,

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
 from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET, NO_NUL
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import reads
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
@@ -54,7 +54,7 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[JobPublic]:
     """Jobs, newest first, optionally of one status and one task name."""
-    jobs = await store.page(session, status=status, name=name, limit=limit, offset=offset)
+    jobs = await reads.page(session, status=status, name=name, limit=limit, offset=offset)
     return [JobPublic.of(job) for job in jobs]
 
 

@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import reads
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 router = APIRouter(tags=["health"])
@@ -16,8 +16,8 @@ async def scrape(request: Request) -> Response:
     sessionmaker: SessionMaker = request.app.state.sessionmaker
     settings: Settings = request.app.state.settings
     async with sessionmaker() as session:
-        stats = await store.stats(session)
-        executors = await store.live_executors(session, settings.job_lease_seconds)
+        stats = await reads.stats(session)
+        executors = await reads.live_executors(session, settings.job_lease_seconds)
     gauges = [
         metrics.Gauge("jobs_queued", "Jobs waiting to run, due or not.", stats.queued),
         metrics.Gauge("jobs_running", "Jobs running now, in any process.", stats.running),

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import moves, reads
 from {{ cookiecutter.project_slug }}.jobs.base import JobBackend
 from {{ cookiecutter.project_slug }}.jobs.errors import JobNotFound, JobStateConflict
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
@@ -36,11 +36,11 @@ class JobControl:
         that holds the key is returned instead, also when requests race for it.
         """
         if job.idempotency_key is not None:
-            existing = await store.find_by_key(session, job.idempotency_key)
+            existing = await moves.find_by_key(session, job.idempotency_key)
             if existing is not None:
                 return existing
         self.backend.check_accepting()
-        job, created = await store.add_unless_duplicate(session, job)
+        job, created = await moves.add_unless_duplicate(session, job)
         if created:
             await self._dispatch([job.id])
         return job
@@ -63,7 +63,7 @@ class JobControl:
 
     async def get(self, job_id: uuid.UUID) -> Job:
         async with self._sessionmaker() as session:
-            job = await store.get(session, job_id)
+            job = await reads.get(session, job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
         return job
@@ -71,7 +71,7 @@ class JobControl:
     async def cancel(self, job_id: uuid.UUID) -> Job:
         """Cancel a queued or running job. Cancelling a cancelled job changes nothing."""
         async with self._sessionmaker() as session:
-            cancelled = await store.cancel(session, job_id)
+            cancelled = await moves.cancel(session, job_id)
         job = await self.get(job_id)
         if cancelled:
             metrics.job_counted(job.name, "cancelled")
@@ -86,7 +86,7 @@ class JobControl:
         """Run a failed or cancelled job again: same id, attempts counted from zero."""
         self.backend.check_accepting()
         async with self._sessionmaker() as session:
-            retried = await store.retry(session, job_id)
+            retried = await moves.retry(session, job_id)
         job = await self.get(job_id)
         if not retried:
             raise JobStateConflict(

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import moves, reads, recovery
 from {{ cookiecutter.project_slug }}.jobs.base import JobBackend
 from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -78,18 +78,18 @@ class Poller:
             if self._steady():
                 await self._recover_stalled_jobs(session)
             if self._schedules:
-                now = await store.database_time(session)
+                now = await reads.database_time(session)
                 for schedule in self._schedules:
                     await self._enqueue_periodic(schedule, now.timestamp())
             slots = self._backend.free_slots()
             if slots <= 0:
                 return
-            due = await store.due_job_ids(session, slots, self._backend.in_hand())
+            due = await reads.due_job_ids(session, slots, self._backend.in_hand())
         if due:
             await self._backend.dispatch(due)
 
     async def _recover_stalled_jobs(self, session: AsyncSession) -> None:
-        requeued, failed = await store.recover_stalled_jobs(session, self._lease_seconds)
+        requeued, failed = await recovery.recover_stalled_jobs(session, self._lease_seconds)
         if requeued or failed:
             logger.warning(
                 "found %d jobs whose process went unheard for over %g s: %d queued again, "
@@ -112,9 +112,9 @@ class Poller:
         # One key per task and period: whichever process inserts it first wins.
         key = f"periodic:{name}:{schedule.every_seconds:g}s:{period}"
         async with self._sessionmaker() as session:
-            if await store.find_by_key(session, key) is None:
+            if await moves.find_by_key(session, key) is None:
                 job = schedule.task.new_job(idempotency_key=key, **schedule.arguments)
-                _, created = await store.add_unless_duplicate(session, job)
+                _, created = await moves.add_unless_duplicate(session, job)
                 if created:
                     logger.info("enqueued periodic job %s %s", name, job.id)
         self._enqueued_periods[name] = period

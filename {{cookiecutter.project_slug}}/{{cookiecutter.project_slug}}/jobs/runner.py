@@ -29,7 +29,7 @@ from structlog.contextvars import bound_contextvars, clear_contextvars
 
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
-from {{ cookiecutter.project_slug }}.jobs import store
+from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     TASKS,
@@ -103,7 +103,7 @@ class Runner:
 
     async def _join(self) -> None:
         async with self._sessionmaker() as session:
-            await store.register_executor(session, self._executor_row())
+            await writes.register_executor(session, self._executor_row())
         self._joined = True
         self._beating_since = time.monotonic()
         logger.info("executor %s started", self.executor_id)
@@ -154,23 +154,23 @@ class Runner:
 
     async def _claim(self, job_ids: Sequence[uuid.UUID]) -> list[Job | None]:
         async with self._sessionmaker() as session:
-            jobs = await store.claim(session, job_ids, self.executor_id)
+            jobs = await writes.claim(session, job_ids, self.executor_id)
             if jobs and self._stopping:
                 # Claimed while shutting down: straight back to the queue.
-                await store.release(session, self.executor_id, [job.id for job in jobs])
+                await writes.release(session, self.executor_id, [job.id for job in jobs])
                 jobs = []
         by_id = {job.id: job for job in jobs}
         return [by_id.get(job_id) for job_id in job_ids]
 
-    async def _record_successes(self, successes: Sequence[store.Success]) -> list[bool]:
+    async def _record_successes(self, successes: Sequence[writes.Success]) -> list[bool]:
         async with self._sessionmaker() as session:
-            return await store.record_successes(session, self.executor_id, successes)
+            return await writes.record_successes(session, self.executor_id, successes)
 
     async def _record_failure(
         self, job_id: uuid.UUID, error: BaseException, retry_in_seconds: float | None
     ) -> bool:
         async with self._sessionmaker() as session:
-            return await store.record_failure(
+            return await writes.record_failure(
                 session, job_id, self.executor_id, error, retry_in_seconds
             )
 
@@ -208,7 +208,7 @@ class Runner:
             with self._unless_unavailable("giving back unfinished jobs"):
                 # One UPDATE for all of them: a shutdown should not queue a write per job.
                 async with self._sessionmaker() as session:
-                    released = await store.release(session, self.executor_id, unfinished)
+                    released = await writes.release(session, self.executor_id, unfinished)
                 logger.warning("%d jobs outlasted the grace; queued for the next start", released)
             for task in tasks:
                 task.cancel()
@@ -220,7 +220,7 @@ class Runner:
             await self._heartbeat
         with self._unless_unavailable("leaving the executor table"):
             async with self._sessionmaker() as session:
-                await store.remove_executor(session, self.executor_id)
+                await writes.remove_executor(session, self.executor_id)
 
     @contextlib.contextmanager
     def _unless_unavailable(self, what: str) -> Any:
@@ -275,7 +275,7 @@ class Runner:
             )
             return
         attempt.finishing = True
-        recorded = await self._write(lambda: self._successes.submit(store.Success(job.id, result)))
+        recorded = await self._write(lambda: self._successes.submit(writes.Success(job.id, result)))
         if not recorded:
             self._log_rejected(job)
             return
@@ -323,7 +323,7 @@ class Runner:
             # Progress is a hint: an outage skips it rather than failing the job.
             with self._unless_unavailable("saving progress"):
                 async with self._sessionmaker() as session:
-                    await store.record_progress(
+                    await writes.record_progress(
                         session, job_id, self.executor_id, fraction, message
                     )
 
@@ -365,17 +365,17 @@ class Runner:
             await self._join()
             return set()
         async with self._sessionmaker() as session:
-            held = await store.heartbeat(session, self.executor_id)
+            held = await writes.heartbeat(session, self.executor_id)
             if held is None:
                 logger.error(
                     "this process went unheard for over %g s and was taken for dead: its "
                     "jobs run elsewhere now; rejoining",
                     self._lease_seconds,
                 )
-                await store.register_executor(session, self._executor_row())
+                await writes.register_executor(session, self._executor_row())
                 return set()
             # A claim whose answer was lost (the connection broke after the commit).
             orphans = held - self._attempts.keys()
-            if orphans and (released := await store.release(session, self.executor_id, orphans)):
+            if orphans and (released := await writes.release(session, self.executor_id, orphans)):
                 logger.warning("%d jobs held here but not running here: queued again", released)
             return held

@@ -1,0 +1,211 @@
+"""What an executor writes: its own row and heartbeat, and each job it claims, runs and
+finishes, every change one atomic UPDATE.
+
+Each UPDATE names the state it expects, and the executor, in its WHERE clause: when two
+processes race for a job exactly one changes it, and an executor that lost its job (it
+was cancelled, or run again elsewhere after the heartbeat stopped) changes nothing.
+Every time compared or written is the database's (`clock.now()`).
+"""
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlmodel import col, delete, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
+
+
+async def register_executor(session: AsyncSession, executor: Executor) -> None:
+    """Add this executor's row (again, after it was taken for dead), its heartbeat now."""
+    session.add(executor)
+    await session.commit()
+
+
+async def heartbeat(session: AsyncSession, executor_id: uuid.UUID) -> set[uuid.UUID] | None:
+    """Note that the executor is alive; return the ids of the jobs the table says it
+    runs, or None when its row is gone: it was taken for dead and its jobs given away."""
+    beat = await session.exec(
+        update(Executor).where(col(Executor.id) == executor_id).values(heartbeat_at=clock.now())
+    )
+    held = None
+    if beat.rowcount == 1:
+        running = await session.exec(
+            select(Job.id).where(
+                col(Job.status) == JobStatus.RUNNING, col(Job.executor_id) == executor_id
+            )
+        )
+        held = set(running.all())
+    await session.commit()
+    return held
+
+
+async def remove_executor(session: AsyncSession, executor_id: uuid.UUID) -> None:
+    await session.exec(delete(Executor).where(col(Executor.id) == executor_id))
+    await session.commit()
+
+
+# The statements every job runs are built once and their values bound at each execution:
+# building a statement costs more than running it. They run in the runner's own short
+# sessions, which hold no job object to keep in step, so they skip that synchronisation.
+_CLAIM = (
+    update(Job)
+    .where(
+        col(Job.id).in_(bindparam("job_ids", expanding=True)),
+        col(Job.status) == JobStatus.QUEUED,
+        col(Job.run_after) <= clock.now(),
+    )
+    .values(
+        status=JobStatus.RUNNING,
+        attempts=col(Job.attempts) + 1,
+        executor_id=bindparam("holder"),
+        started_at=clock.now(),
+    )
+    # The claimed rows come back with the UPDATE: no SELECT after it.
+    .returning(Job)
+    .execution_options(populate_existing=True, synchronize_session=False)
+)
+
+
+async def claim(
+    session: AsyncSession, job_ids: Collection[uuid.UUID], executor_id: uuid.UUID
+) -> list[Job]:
+    """Start the next attempt of each of these jobs that is queued and due, held by
+    this executor; those not claimable (not due, taken by another executor, finished
+    or cancelled) are left out."""
+    params = {"job_ids": list(job_ids), "holder": executor_id}
+    jobs = list((await session.exec(_CLAIM, params=params)).scalars())
+    await session.commit()
+    return jobs
+
+
+def _held(job_id: uuid.UUID, executor_id: uuid.UUID) -> tuple[Any, ...]:
+    """The job, still running on this executor."""
+    return (
+        col(Job.id) == job_id,
+        col(Job.executor_id) == executor_id,
+        col(Job.status) == JobStatus.RUNNING,
+    )
+
+
+async def record_progress(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    executor_id: uuid.UUID,
+    fraction: float,
+    message: str | None,
+) -> None:
+    await session.exec(
+        update(Job)
+        .where(*_held(job_id, executor_id))
+        .values(progress=fraction, progress_message=message)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+
+
+@dataclass(frozen=True)
+class Success:
+    job_id: uuid.UUID
+    result: Any
+
+
+_SUCCEED = (
+    update(Job)
+    .where(
+        col(Job.id) == bindparam("job"),
+        col(Job.executor_id) == bindparam("holder"),
+        col(Job.status) == JobStatus.RUNNING,
+    )
+    .values(
+        status=JobStatus.SUCCEEDED,
+        result=bindparam("result"),
+        progress=1.0,
+        error_type=None,
+        error_message=None,
+        finished_at=clock.now(),
+    )
+)
+
+
+async def record_successes(
+    session: AsyncSession, executor_id: uuid.UUID, successes: Sequence[Success]
+) -> list[bool]:
+    """Record these results in one transaction; for each, whether the executor still
+    held the job (one cancelled or run elsewhere meanwhile keeps the state it has)."""
+    rows = [
+        {"job": done.job_id, "holder": executor_id, "result": done.result} for done in successes
+    ]
+    # One statement run for every row (executemany), where the ORM would send one each.
+    await (await session.connection()).execute(_SUCCEED, rows)
+    # executemany counts no rows one by one. A job this executor holds is run by one of
+    # its attempts at a time, so a succeeded row naming it is the one just written.
+    changed = await session.exec(
+        select(Job.id).where(
+            col(Job.id).in_([done.job_id for done in successes]),
+            col(Job.status) == JobStatus.SUCCEEDED,
+            col(Job.executor_id) == executor_id,
+        )
+    )
+    recorded = set(changed.all())
+    await session.commit()
+    return [done.job_id in recorded for done in successes]
+
+
+ERROR_MESSAGE_LIMIT = 2000
+
+
+def _error_values(error: BaseException) -> dict[str, Any]:
+    return {
+        "error_type": type(error).__name__,
+        "error_message": (str(error) or repr(error))[:ERROR_MESSAGE_LIMIT],
+    }
+
+
+async def record_failure(
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    executor_id: uuid.UUID,
+    error: BaseException,
+    retry_in_seconds: float | None,
+) -> bool:
+    """Queue the next attempt after `retry_in_seconds`, or fail the job when it is None;
+    whether the executor still held the job."""
+    if retry_in_seconds is None:
+        values = {"status": JobStatus.FAILED, "finished_at": clock.now()}
+    else:
+        values = {"status": JobStatus.QUEUED, "run_after": clock.now(retry_in_seconds)}
+    changed = await session.exec(
+        update(Job)
+        .where(*_held(job_id, executor_id))
+        .values(**values, **_error_values(error))
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+    return changed.rowcount == 1
+
+
+async def release(
+    session: AsyncSession, executor_id: uuid.UUID, job_ids: Collection[uuid.UUID] | None = None
+) -> int:
+    """Give back the jobs this executor holds (or those of them in `job_ids`): queued
+    again at once, the interrupted attempt not counted."""
+    held = (col(Job.executor_id) == executor_id) & (col(Job.status) == JobStatus.RUNNING)
+    if job_ids is not None:
+        held &= col(Job.id).in_(job_ids)
+    released = await session.exec(
+        update(Job)
+        .where(held)
+        .values(
+            status=JobStatus.QUEUED,
+            attempts=col(Job.attempts) - 1,
+            run_after=clock.now(),
+            executor_id=None,
+        )
+    )
+    await session.commit()
+    return released.rowcount

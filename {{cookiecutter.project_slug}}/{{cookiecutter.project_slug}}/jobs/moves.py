@@ -1,0 +1,74 @@
+"""What clients do to jobs: submit under an idempotency key, cancel, retry. Each move is
+one UPDATE that names the statuses it leaves, so racing requests move a job once."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus
+
+
+async def find_by_key(session: AsyncSession, idempotency_key: str) -> Job | None:
+    return (await session.exec(select(Job).where(Job.idempotency_key == idempotency_key))).first()
+
+
+async def add_unless_duplicate(session: AsyncSession, job: Job) -> tuple[Job, bool]:
+    """Commit the job (with whatever else the session holds); on a duplicate idempotency
+    key roll all of it back and return the job that holds the key, and False."""
+    session.add(job)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        existing = await find_by_key(session, job.idempotency_key) if job.idempotency_key else None
+        if existing is None:
+            raise
+        return existing, False
+    return job, True
+
+
+async def _move(
+    session: AsyncSession, job_id: uuid.UUID, from_statuses: list[JobStatus], **values: Any
+) -> bool:
+    moved = await session.exec(
+        update(Job)
+        .where(col(Job.id) == job_id, col(Job.status).in_(from_statuses))
+        .values(**values)
+    )
+    await session.commit()
+    return moved.rowcount == 1
+
+
+async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Cancel a queued or running job; a running one stops when its executor notices."""
+    return await _move(
+        session,
+        job_id,
+        [JobStatus.QUEUED, JobStatus.RUNNING],
+        status=JobStatus.CANCELLED,
+        finished_at=clock.now(),
+    )
+
+
+async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Queue a failed or cancelled job again, same id, with its attempts starting over."""
+    return await _move(
+        session,
+        job_id,
+        [JobStatus.FAILED, JobStatus.CANCELLED],
+        status=JobStatus.QUEUED,
+        attempts=0,
+        run_after=clock.now(),
+        executor_id=None,
+        result=None,
+        error_type=None,
+        error_message=None,
+        progress=0.0,
+        progress_message=None,
+        started_at=None,
+        finished_at=None,
+    )

@@ -1,0 +1,104 @@
+"""Reads of the job and executor tables, for the API, health checks, metrics and pollers.
+Times are the database's."""
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
+
+
+async def database_time(session: AsyncSession) -> datetime:
+    return (await session.exec(select(clock.now()))).one()
+
+
+async def get(session: AsyncSession, job_id: uuid.UUID) -> Job | None:
+    statement = select(Job).where(col(Job.id) == job_id).execution_options(populate_existing=True)
+    return (await session.exec(statement)).first()
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    status: JobStatus | None,
+    name: str | None,
+    limit: int,
+    offset: int,
+) -> Sequence[Job]:
+    """Jobs newest first, optionally of one status and one task name."""
+    statement = select(Job)
+    if status is not None:
+        statement = statement.where(col(Job.status) == status)
+    if name is not None:
+        statement = statement.where(col(Job.name) == name)
+    statement = statement.order_by(col(Job.created_at).desc(), col(Job.id)).offset(offset)
+    return (await session.exec(statement.limit(limit))).all()
+
+
+@dataclass(frozen=True)
+class JobStats:
+    queued: int
+    running: int
+    failed_last_hour: int
+    # How long the job waiting longest since it came due has waited; 0 when none waits.
+    oldest_queued_seconds: float
+
+
+async def stats(session: AsyncSession) -> JobStats:
+    """The state of the queue, across every process, for health checks and metrics."""
+    by_status = dict(
+        (
+            await session.exec(
+                select(Job.status, func.count())
+                .where(col(Job.status).in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+                .group_by(col(Job.status))
+            )
+        ).all()
+    )
+    failed = await session.exec(
+        select(func.count()).where(
+            col(Job.status) == JobStatus.FAILED, col(Job.finished_at) >= clock.now(-3600)
+        )
+    )
+    oldest = await session.exec(
+        select(func.min(Job.run_after), clock.now()).where(
+            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now()
+        )
+    )
+    failed_last_hour, (oldest_due, now) = failed.one(), oldest.one()
+    await session.commit()
+    return JobStats(
+        queued=by_status.get(JobStatus.QUEUED, 0),
+        running=by_status.get(JobStatus.RUNNING, 0),
+        failed_last_hour=failed_last_hour,
+        oldest_queued_seconds=0.0 if oldest_due is None else (now - oldest_due).total_seconds(),
+    )
+
+
+async def due_job_ids(
+    session: AsyncSession, limit: int, skip: Collection[uuid.UUID] = ()
+) -> list[uuid.UUID]:
+    """Ids of queued jobs that are due, oldest first, leaving out those in `skip`."""
+    statement = (
+        select(Job.id)
+        .where(col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now())
+        .order_by(col(Job.run_after))
+        .limit(limit + len(skip))
+    )
+    ids = (await session.exec(statement)).all()
+    await session.commit()
+    return [job_id for job_id in ids if job_id not in skip][:limit]
+
+
+async def live_executors(session: AsyncSession, lease_seconds: float) -> Sequence[Executor]:
+    """The executors heard from within the lease, oldest first."""
+    alive = col(Executor.heartbeat_at) >= clock.now(-lease_seconds)
+    statement = select(Executor).where(alive).order_by(col(Executor.started_at))
+    executors = (await session.exec(statement)).all()
+    await session.commit()
+    return executors
