@@ -20,6 +20,8 @@ MANIFEST: dict[str, tuple[str, Answers]] = {
     "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
     "{slug}/jobs/backend_aiojobs.py": ("job_backend", "aiojobs"),
     "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
+    "{slug}/jobs/batching.py": ("job_backend", ("create_task", "aiojobs")),
+    "tests/test_batching.py": ("job_backend", ("create_task", "aiojobs")),
     "{slug}/worker.py": ("job_backend", "rq"),
     "tests/redis_server.py": ("job_backend", "rq"),
     "tests/test_worker.py": ("job_backend", "rq"),

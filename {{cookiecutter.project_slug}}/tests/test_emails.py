@@ -47,6 +47,8 @@ async def test_bad_emails_get_422_and_unknown_ids_404(client: httpx.AsyncClient)
         {**MESSAGE, "to": "not an address"},
         {**MESSAGE, "subject": ""},
         {**MESSAGE, "subject": "Hi\r\nBcc: everyone@example.com"},
+        # Line breaks beyond CR and LF: the email module would refuse them at sending.
+        *({**MESSAGE, "subject": f"Hi{line_break}there"} for line_break in "\v\f\x1c\x85\u2028"),
         {**MESSAGE, "body": "nul \u0000 byte"},
         {"to": "ada@example.com"},
         {**MESSAGE, "body": 42},

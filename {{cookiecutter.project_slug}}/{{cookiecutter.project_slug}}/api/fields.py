@@ -10,8 +10,9 @@ from pydantic_core import PydanticCustomError
 
 # Some databases cannot store NUL characters in text: refusing them answers 422, not 500.
 NO_NUL = r"^[^\x00]*$"
-# Also no line breaks: the value goes into a single header line.
-ONE_LINE = r"^[^\x00\r\n]*$"
+# Also no line break of any kind Python's email headers refuse (`str.splitlines`): the
+# value goes into a single header line.
+ONE_LINE = r"^[^\x00\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*$"
 # Past this, an offset is a mistake; it also stays within every database's integers.
 MAX_OFFSET = 2**31 - 1
 
