@@ -129,7 +129,7 @@ class Bench:
             "JOB_PENDING_LIMIT": str(10 * self.counts.jobs),
             "JOB_SHUTDOWN_GRACE_SECONDS": "1",
             "STORAGE_DIR": str(self.work / "storage"),
-            "CLEANUP_INTERVAL_SECONDS": "0",
+            "CLEANUP_SCHEDULE": "",
         }
         if backend == "rq":
             settings |= {"REDIS_URL": self.redis_url, "RQ_QUEUE": f"bench-{uuid.uuid4().hex}"}

@@ -63,6 +63,7 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/load.py",
         "tests/test_models.py",
         "tests/test_reports.py",
+        "tests/test_schedules.py",
         "tests/test_settings.py",
         *(
             f"{SLUG}/{name}"
@@ -82,6 +83,7 @@ def expected_files(combination: Combination) -> set[str]:
                 "api/metrics.py",
                 "api/reports.py",
                 "api/responses.py",
+                "api/schedules.py",
                 "clock.py",
                 "db.py",
                 "jobs/__init__.py",
@@ -135,6 +137,7 @@ def expected_dependencies(combination: Combination) -> set[str]:
     common = {
         "aiosmtplib",
         "alembic",
+        "cronsim",
         "anyio",
         "email-validator",
         "fastapi",

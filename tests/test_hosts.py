@@ -133,7 +133,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             "JOB_POLL_SECONDS": "0.1",
             # A cut-off host's statements end after this, instead of hanging.
             "DATABASE_TIMEOUT_SECONDS": "3",
-            "CLEANUP_INTERVAL_SECONDS": "0",
+            "CLEANUP_SCHEDULE": "",
             "TEST_RUNS_LOG": str(tmp_path / "runs.log"),
         }
         d = Deployment(network, project, logs, client, env)

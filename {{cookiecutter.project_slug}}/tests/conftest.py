@@ -157,7 +157,7 @@ def settings(
         metrics_dir=metrics_dir,
         max_upload_bytes=1024 * 1024,
         max_batch_items=1000,
-        cleanup_interval_seconds=0,  # tests/test_cleanup.py turns it on
+        cleanup_schedule="",  # tests/test_cleanup.py turns it on
         job_shutdown_grace_seconds=1,
         job_lease_seconds=2,
         job_poll_seconds=0.05,

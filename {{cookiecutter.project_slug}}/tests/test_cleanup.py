@@ -21,7 +21,7 @@ from tests.test_jobs import FINISHED, wait_for
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     update = {
-        "cleanup_interval_seconds": 0.5,
+        "cleanup_schedule": "* * * * * *",  # every second
         "document_retention_days": 1,
         "report_retention_days": 1,
         "job_retention_days": 1,

@@ -92,7 +92,7 @@ def test_a_host_a_minute_off_runs_nothing_twice_early_or_late(
     offset = clock_offset(skewed)
     assert abs(abs(offset) - 60) < 5, f"the clock is {offset:+.0f} s off, not {skew}"
     # The cleanup schedule fires every second: a skewed clock would fire it more often.
-    settings = settings.model_copy(update={"cleanup_interval_seconds": 1.0})
+    settings = settings.model_copy(update={"cleanup_schedule": "* * * * * *"})
     with ExitStack() as stack:
 {%- if cookiecutter.job_backend == "rq" %}
         web = stack.enter_context(start_web(settings, tmp_path / "web.log"))

@@ -1,32 +1,28 @@
 """The job contract, the same on every backend: results, retries with backoff, timeouts,
-idempotency, cancellation, retry, recovery after a crash, periodic jobs, and submitting
+idempotency, cancellation, retry, recovery after a crash, delayed jobs, and submitting
 many jobs at once."""
 
 import asyncio
-import math
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 {%- if cookiecutter.job_backend != "rq" %}
 from sqlalchemy import Connection, event
 {%- endif %}
-from sqlmodel import col, func, select
+from sqlmodel import func, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
-{%- if cookiecutter.job_backend != "rq" %}
-from {{ cookiecutter.project_slug }}.jobs import moves
-{%- endif %}
+from {{ cookiecutter.project_slug }}.jobs import {% if cookiecutter.job_backend != "rq" %}moves, {% endif %}reads
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
-from {{ cookiecutter.project_slug }}.jobs.poller import Poller
-from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
-from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+# Long enough that a job started before it is due would be seen queued no longer.
+DELAY = timedelta(seconds=1.5)
 
 
 async def submit(control: JobControl, sessionmaker: SessionMaker, job: Job) -> Job:
@@ -66,6 +62,33 @@ async def test_a_job_succeeds_with_its_result(
     assert done.finished_at is not None
     # The row keeps the executor that ran it.
     assert done.executor_id is not None
+
+
+async def test_a_delayed_job_stays_queued_until_its_time_in_the_database_clock(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker() as session:
+        before = await reads.database_time(session)
+    delayed = await submit(control, sessionmaker, tasks.add.new_job(a=1, b=1, delay=DELAY))
+    async with sessionmaker() as session:
+        after = await reads.database_time(session)
+    at = await submit(control, sessionmaker, tasks.add.new_job(a=2, b=2, run_at=utcnow() + DELAY))
+    # The delay is added to the database's time of the INSERT.
+    assert before + DELAY <= delayed.run_after <= after + DELAY
+    await asyncio.sleep(DELAY.total_seconds() / 2)
+    assert {(await control.get(job.id)).status for job in (delayed, at)} == {JobStatus.QUEUED}
+    for job in (delayed, at):
+        done = await wait_for(control, job.id, *FINISHED)
+        assert done.status == JobStatus.SUCCEEDED
+        assert done.started_at is not None
+        assert done.started_at >= job.run_after
+
+
+def test_a_job_is_given_run_at_or_delay_and_an_aware_run_at() -> None:
+    with pytest.raises(TypeError, match="not both"):
+        tasks.add.new_job(a=1, b=1, run_at=utcnow(), delay=DELAY)
+    with pytest.raises(ValueError, match="naive"):
+        tasks.add.new_job(a=1, b=1, run_at=datetime.now())
 
 
 async def test_a_failing_job_is_retried_with_backoff_then_failed(
@@ -182,32 +205,6 @@ async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts
     assert (failed.status, failed.error_type) == (JobStatus.FAILED, "ExecutorLost")
     async with sessionmaker() as session:
         assert await session.get(Executor, killed.id) is None, "a dead executor is forgotten"
-
-
-async def test_a_periodic_job_is_enqueued_once_per_period_however_many_pollers(
-    control: JobControl, sessionmaker: SessionMaker, settings: Settings
-) -> None:
-    schedule = Schedule(tasks.add, every_seconds=0.25, arguments={"a": 1, "b": 2})
-    often = settings.model_copy(update={"job_poll_seconds": 0.01})
-    # Never steady: these pollers only enqueue, they recover nothing.
-    pollers = [
-        Poller(sessionmaker, control.backend, often, lambda: False, [schedule]) for _ in range(3)
-    ]
-    started = time.monotonic()
-    loops = await asyncio.gather(*(poller.start() for poller in pollers))
-    await asyncio.sleep(1.2)
-    for poller in pollers:
-        poller.stop()
-    await asyncio.gather(*loops)
-    elapsed = time.monotonic() - started
-    async with sessionmaker() as session:
-        periodic = select(Job).where(col(Job.idempotency_key).startswith("periodic:add:"))
-        enqueued = (await session.exec(periodic)).all()
-    periods = {job.idempotency_key for job in enqueued}
-    assert len(periods) == len(enqueued), "a period was enqueued twice"
-    assert 4 <= len(enqueued) <= math.ceil(elapsed / 0.25) + 1
-    for job in enqueued:
-        assert (await wait_for(control, job.id, *FINISHED)).result == 3
 
 
 async def test_submit_many_commits_the_jobs_with_the_session_and_runs_them(

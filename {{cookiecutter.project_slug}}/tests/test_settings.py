@@ -35,3 +35,13 @@ def test_keys_for_metrics_need_api_keys(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("METRICS_REQUIRE_API_KEY", "true")
     with pytest.raises(ValidationError, match="needs API_KEYS"):
         Settings()
+
+
+def test_a_cleanup_schedule_that_is_no_cron_expression_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLEANUP_SCHEDULE", "every hour")
+    with pytest.raises(ValidationError, match="cleanup_schedule"):
+        Settings()
+    monkeypatch.setenv("CLEANUP_SCHEDULE", "")
+    assert Settings().cleanup_schedule == ""

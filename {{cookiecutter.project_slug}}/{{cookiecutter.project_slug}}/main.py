@@ -18,6 +18,7 @@ from {{ cookiecutter.project_slug }}.api import (
     health,
     job_routes,
     reports,
+    schedules,
 )
 from {{ cookiecutter.project_slug }}.api import metrics as metrics_api
 from {{ cookiecutter.project_slug }}.api.keys import ApiKeys, require_api_key, require_metrics_key
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 # The API's routers, under /api/v1 and behind API_KEYS when set: add a new one here.
 ROUTERS = (
     job_routes.router,
+    schedules.router,
     emails.router,
     documents.router,
     batches.router,

@@ -1,9 +1,11 @@
 """Every knob is an environment variable (or a line in `.env`) with a default that works locally."""
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cronsim import CronSim, CronSimError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -32,8 +34,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     # Batches with more items are refused with 422.
     max_batch_items: int = Field(default=100_000, ge=1)
-    # The cleanup job's period (0 turns it off), and how long what it removes is kept.
-    cleanup_interval_seconds: float = Field(default=3600.0, ge=0)
+    # When the cleanup job runs, as a cron expression in UTC ("" turns it off), and how
+    # long what it removes is kept.
+    cleanup_schedule: str = "0 * * * *"
     document_retention_days: float = Field(default=30.0, ge=0)
     job_retention_days: float = Field(default=30.0, ge=0)
     report_retention_days: float = Field(default=7.0, ge=0)
@@ -56,8 +59,10 @@ class Settings(BaseSettings):
     # Each process that runs jobs heartbeats ten times per lease; the jobs of one not
     # heard from for a lease (it died, or lost the database) are run again elsewhere.
     job_lease_seconds: float = Field(default=30.0, gt=0)
-    # How often due retries, left-over and periodic jobs are looked for.
+    # How often due retries, delayed and left-over jobs and schedules are looked for.
     job_poll_seconds: float = Field(default=1.0, gt=0)
+    # After downtime, a schedule's latest missed fire time runs once (true) or is skipped.
+    schedule_catch_up: bool = True
     # Emails: "console" logs them, "smtp" sends them.
     email_backend: Literal["console", "smtp"] = "console"
     email_from: str = "{{ cookiecutter.project_slug }}@localhost"
@@ -79,6 +84,16 @@ class Settings(BaseSettings):
     def split_api_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("cleanup_schedule")
+    @classmethod
+    def parse_cron(cls, value: str) -> str:
+        try:
+            if value:
+                CronSim(value, datetime.now(UTC))
+        except CronSimError as error:
+            raise ValueError(f"not a cron expression: {error}") from None
         return value
 
     @model_validator(mode="after")

@@ -34,6 +34,8 @@ class JobPublic(BaseModel):
     result: Any
     error: JobError | None
     created_at: datetime
+    # Due from this time on: later than created_at for a delayed job or a retry.
+    run_after: datetime
     started_at: datetime | None
     finished_at: datetime | None
 

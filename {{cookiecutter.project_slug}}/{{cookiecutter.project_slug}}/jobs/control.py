@@ -30,7 +30,8 @@ class JobControl:
         self.backend = backend
 
     async def submit(self, session: AsyncSession, job: Job) -> Job:
-        """Commit `job` together with whatever else `session` holds, then start it.
+        """Commit `job` together with whatever else `session` holds, then start it (a
+        delayed job is started by a poller once it is due).
 
         If its idempotency key is taken, nothing of the session is written and the job
         that holds the key is returned instead, also when requests race for it.
@@ -40,8 +41,9 @@ class JobControl:
             if existing is not None:
                 return existing
         self.backend.check_accepting()
+        due_now = job.run_after is None
         job, created = await moves.add_unless_duplicate(session, job)
-        if created:
+        if created and due_now:
             await self._dispatch([job.id])
         return job
 
@@ -55,10 +57,11 @@ class JobControl:
         if any(job.idempotency_key is not None for job in jobs):
             raise ValueError("submit_many() takes jobs without idempotency keys; use submit()")
         self.backend.check_accepting()
+        due_now = [job.id for job in jobs if job.run_after is None]
         session.add_all(jobs)
         await session.commit()
-        if jobs:
-            await self._dispatch([job.id for job in jobs])
+        if due_now:
+            await self._dispatch(due_now)
         return list(jobs)
 
     async def get(self, job_id: uuid.UUID) -> Job:

@@ -1,12 +1,14 @@
-"""Finds work that no request handed over: retries coming due, jobs left queued by a
-restart, jobs whose executor stopped its heartbeat, and periodic jobs. It runs beside
-every executor, and several pollers at once are safe: each change it makes is one
-atomic UPDATE or an insert under a unique key. Times are the database's."""
+"""Finds work that no request handed over: retries and delayed jobs coming due, jobs left
+queued by a restart, jobs whose executor stopped its heartbeat, and the fire times of
+schedules. It runs beside every executor, and several pollers at once are safe: each
+change it makes is one atomic UPDATE or an insert under a unique key. Times are the
+database's."""
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -18,6 +20,10 @@ from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# A fire time no poller enqueued within this long (every process was down, or the
+# database was) counts as missed: run once late, or skipped without SCHEDULE_CATCH_UP.
+MISSED_AFTER = timedelta(seconds=60)
 
 
 class Poller:
@@ -37,7 +43,9 @@ class Poller:
         self._interval_seconds = settings.job_poll_seconds
         self._lease_seconds = settings.job_lease_seconds
         self._schedules = schedules
-        self._enqueued_periods: dict[str, int] = {}
+        self._catch_up = settings.schedule_catch_up
+        # The fire time of each schedule last seen enqueued: one insert per fire time.
+        self._fired: dict[str, datetime] = {}
         self._outage = Outage(logger, "polling for due jobs")
         self._steady = steady
         self._stopped = asyncio.Event()
@@ -80,7 +88,7 @@ class Poller:
             if self._schedules:
                 now = await reads.database_time(session)
                 for schedule in self._schedules:
-                    await self._enqueue_periodic(schedule, now.timestamp())
+                    await self._enqueue_fire(schedule, now)
             slots = self._backend.free_slots()
             if slots <= 0:
                 return
@@ -104,17 +112,20 @@ class Poller:
         for name in failed:
             metrics.job_counted(name, "failed")
 
-    async def _enqueue_periodic(self, schedule: Schedule, now: float) -> None:
-        period = int(now // schedule.every_seconds)
-        name = schedule.task.name
-        if self._enqueued_periods.get(name) == period:
+    async def _enqueue_fire(self, schedule: Schedule, now: datetime) -> None:
+        """Enqueue the schedule's latest fire time, once: after downtime the fire times
+        missed meanwhile make one job, not a burst of them."""
+        fire = schedule.cron.last_fire(now)
+        if fire is None or self._fired.get(schedule.id) == fire:
             return
-        # One key per task and period: whichever process inserts it first wins.
-        key = f"periodic:{name}:{schedule.every_seconds:g}s:{period}"
+        # One key per schedule and fire time: whichever process inserts it first wins.
+        key = schedule.key(fire)
         async with self._sessionmaker() as session:
             if await moves.find_by_key(session, key) is None:
-                job = schedule.task.new_job(idempotency_key=key, **schedule.arguments)
-                _, created = await moves.add_unless_duplicate(session, job)
-                if created:
-                    logger.info("enqueued periodic job %s %s", name, job.id)
-        self._enqueued_periods[name] = period
+                if now - fire > MISSED_AFTER and not self._catch_up:
+                    logger.info("skipped the missed fire of %s at %s", schedule.id, fire)
+                else:
+                    job, created = await moves.add_unless_duplicate(session, schedule.new_job(fire))
+                    if created:
+                        logger.info("enqueued job %s of schedule %s", job.id, schedule.id)
+        self._fired[schedule.id] = fire

@@ -7,19 +7,28 @@
     async def send_welcome(ctx: JobContext, user_id: str) -> dict[str, str]:
         ...
 
+    @task(schedule="*/15 * * * *")  # or [Cron("0 9 * * 1-5", "Europe/Riga", {...}), ...]
+    async def sync_prices(ctx: JobContext) -> None:
+        ...
+
 A task's arguments and result are JSON. It may run more than once (a retry, or a rerun
 after its executor died), so it must be idempotent: check before doing, write with keys.
 A task registered in a module of `tasks/` is known once `tasks/__init__.py` imports it.
 """
 
+import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from {{ cookiecutter.project_slug }} import clock
 from {{ cookiecutter.project_slug }}.models import Job
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -56,8 +65,49 @@ TaskFunction = Callable[..., Awaitable[Any]]
 # Called with the context, the error and the job's arguments when a job fails for good
 # (its last attempt failed, or it raised PermanentJobError), in a session of its own.
 FailureHook = Callable[..., Awaitable[None]]
-# How often a periodic task runs, read from the settings; 0 or less: never.
-Period = Callable[[Settings], float]
+
+
+@dataclass(frozen=True)
+class Cron:
+    """When a schedule fires: a cron expression (five fields, or six with the seconds
+    first) read in `timezone`, and the arguments of the jobs it makes."""
+
+    expression: str
+    timezone: str = "UTC"
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A bad schedule stops the import of its task, not a poll at run time.
+        try:
+            CronSim(self.expression, datetime.now(self.zone))
+        except CronSimError as error:
+            raise ValueError(f"cron expression {self.expression!r}: {error}") from None
+        except ZoneInfoNotFoundError:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        json.dumps(self.arguments)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def last_fire(self, now: datetime) -> datetime | None:
+        """The latest fire time at or before `now`, in UTC; None if none in 50 years."""
+        # Fire times are whole seconds: search backwards from the second after `now`.
+        start = now.astimezone(self.zone).replace(microsecond=0) + timedelta(seconds=1)
+        return _utc(next(CronSim(self.expression, start, reverse=True), None))
+
+    def next_fire(self, now: datetime) -> datetime | None:
+        """The first fire time after `now`, in UTC; None if none in 50 years."""
+        return _utc(next(CronSim(self.expression, now.astimezone(self.zone)), None))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC)
+
+
+# When a task runs by itself: a cron expression (in UTC), several `Cron`s, or a function
+# of the settings that gives an expression ("" for never).
+ScheduleSpec = str | Sequence[Cron] | Callable[[Settings], str]
 
 
 @dataclass(frozen=True)
@@ -70,27 +120,40 @@ class Task:
     backoff_seconds: float
     max_backoff_seconds: float
     on_failure: FailureHook | None = None
-    every: Period | None = None
+    schedule: ScheduleSpec | None = None
 
     def new_job(
         self,
         *,
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
+        run_at: datetime | None = None,
+        delay: timedelta | None = None,
         **arguments: Any,
     ) -> Job:
-        """A queued job row for this task; add it to a session and submit it."""
+        """A queued job row for this task; add it to a session and submit it. It is due
+        now, or at `run_at`, or `delay` after it is committed: one of them."""
         try:
             json.dumps(arguments)
         except (TypeError, ValueError) as error:
             raise TypeError(f"arguments of task {self.name!r} must be JSON: {error}") from error
-        return Job(
+        if run_at is not None and delay is not None:
+            raise TypeError("a job is given run_at or delay, not both")
+        if run_at is not None and run_at.utcoffset() is None:
+            raise ValueError(f"naive run_at {run_at!r}: pass a timezone-aware datetime")
+        job = Job(
             name=self.name,
             arguments=arguments,
             timeout_seconds=self.timeout_seconds,
             max_attempts=max_attempts or self.max_attempts,
             idempotency_key=idempotency_key,
         )
+        if run_at is not None:
+            job.run_after = run_at
+        elif delay is not None:
+            # A SQL expression: the database adds the delay to its own time at the INSERT.
+            job.run_after = cast(datetime, clock.now(delay.total_seconds()))
+        return job
 
 
 TASKS: dict[str, Task] = {}
@@ -104,10 +167,10 @@ def task(
     backoff_seconds: float = 2.0,
     max_backoff_seconds: float = 600.0,
     on_failure: FailureHook | None = None,
-    every: Period | None = None,
+    schedule: ScheduleSpec | None = None,
 ) -> Callable[[TaskFunction], Task]:
-    """Register an `async def` as a task under its function name (or `name`); with
-    `every`, it also runs once per that many seconds, however many processes run."""
+    """Register an `async def` as a task under its function name (or `name`); with a
+    `schedule`, it also runs at each of its fire times, once however many processes run."""
 
     def register(function: TaskFunction) -> Task:
         registered = Task(
@@ -118,7 +181,7 @@ def task(
             backoff_seconds=backoff_seconds,
             max_backoff_seconds=max_backoff_seconds,
             on_failure=on_failure,
-            every=every,
+            schedule=schedule,
         )
         if registered.name in TASKS:
             raise ValueError(f"a task named {registered.name!r} is already registered")
@@ -130,14 +193,39 @@ def task(
 
 @dataclass(frozen=True)
 class Schedule:
-    """Enqueue `task` once every `every_seconds`, however many processes poll."""
+    """A job of `task` at each fire time of `cron`, once however many processes poll."""
 
     task: Task
-    every_seconds: float
-    arguments: dict[str, Any] = field(default_factory=dict)
+    cron: Cron
+
+    @property
+    def id(self) -> str:
+        """Names the schedule in its jobs' keys: a changed schedule is a new one."""
+        cron = self.cron
+        about = json.dumps([cron.expression, cron.timezone, cron.arguments], sort_keys=True)
+        return f"{self.task.name}:{hashlib.sha256(about.encode()).hexdigest()[:12]}"
+
+    def key(self, fire: datetime) -> str:
+        """The idempotency key of the job for one fire time."""
+        return f"schedule:{self.id}:{fire.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+    def new_job(self, fire: datetime) -> Job:
+        return self.task.new_job(idempotency_key=self.key(fire), run_at=fire, **self.cron.arguments)
+
+
+def _crons(spec: ScheduleSpec, settings: Settings) -> Sequence[Cron]:
+    if callable(spec):
+        spec = spec(settings)
+    if isinstance(spec, str):
+        return [Cron(spec)] if spec else []
+    return spec
 
 
 def schedules(settings: Settings) -> list[Schedule]:
-    """The periodic jobs of the registered tasks, for the poller of every executor."""
-    periods = ((task, task.every(settings)) for task in TASKS.values() if task.every)
-    return [Schedule(task, every_seconds=seconds) for task, seconds in periods if seconds > 0]
+    """The schedules of the registered tasks, for the poller of every executor."""
+    return [
+        Schedule(task, cron)
+        for task in TASKS.values()
+        if task.schedule is not None
+        for cron in _crons(task.schedule, settings)
+    ]

@@ -1,8 +1,8 @@
 """The periodic cleanup: archived documents, finished jobs and reports past their retention.
 
 Deletes in bounded chunks (short transactions, bounded memory), files before rows, and
-goes on when a file is already gone. It runs once per CLEANUP_INTERVAL_SECONDS however
-many processes run.
+goes on when a file is already gone. It runs on the CLEANUP_SCHEDULE, once per fire time
+however many processes run.
 """
 
 import logging
@@ -39,9 +39,7 @@ async def remove_expired(ctx: JobContext, model: type[Expiring], expired: Any, f
     return removed
 
 
-@task(
-    timeout_seconds=3600, max_attempts=3, every=lambda settings: settings.cleanup_interval_seconds
-)
+@task(timeout_seconds=3600, max_attempts=3, schedule=lambda settings: settings.cleanup_schedule)
 async def cleanup(ctx: JobContext) -> dict[str, int]:
     settings, now = ctx.settings, utcnow()
     documents_before = now - timedelta(days=settings.document_retention_days)
