@@ -46,6 +46,7 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/processes.py",
         "tests/tasks.py",
         "tests/test_batches.py",
+        "tests/test_cli.py",
         "tests/test_cleanup.py",
         "tests/test_crash.py",
         "tests/test_documents.py",
@@ -69,6 +70,7 @@ def expected_files(combination: Combination) -> set[str]:
             f"{SLUG}/{name}"
             for name in (
                 "__init__.py",
+                "__main__.py",
                 "api/__init__.py",
                 "api/batches.py",
                 "api/deps.py",
@@ -84,6 +86,7 @@ def expected_files(combination: Combination) -> set[str]:
                 "api/reports.py",
                 "api/responses.py",
                 "api/schedules.py",
+                "cli.py",
                 "clock.py",
                 "db.py",
                 "jobs/__init__.py",
@@ -147,6 +150,7 @@ def expected_dependencies(combination: Combination) -> set[str]:
         "sqlalchemy",
         "sqlmodel",
         "structlog",
+        "typer",
         "uvicorn",
     }
     by_backend = {"create_task": set(), "aiojobs": {"aiojobs"}, "rq": {"redis", "rq"}}

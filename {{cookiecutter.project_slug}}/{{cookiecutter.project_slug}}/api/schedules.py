@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.deps import SessionDep
-from {{ cookiecutter.project_slug }}.jobs import moves, reads
+from {{ cookiecutter.project_slug }}.jobs import reads
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -30,26 +30,25 @@ class SchedulePublic(BaseModel):
     last_job_status: JobStatus | None
     next_fire_at: datetime | None
 
+    @classmethod
+    def of(cls, state: reads.ScheduleState) -> "SchedulePublic":
+        schedule, job = state.schedule, state.last_job
+        return cls(
+            id=schedule.id,
+            task=schedule.task.name,
+            cron=schedule.cron.expression,
+            timezone=schedule.cron.timezone,
+            arguments=schedule.cron.arguments,
+            last_fire_at=state.last_fire_at,
+            last_job_id=None if job is None else job.id,
+            last_job_status=None if job is None else job.status,
+            next_fire_at=state.next_fire_at,
+        )
+
 
 @router.get("")
 async def list_schedules(request: Request, session: SessionDep) -> list[SchedulePublic]:
-    """Every schedule in the code, by task name."""
+    """Every schedule in the code, by id."""
     settings: Settings = request.app.state.settings
-    now, listed = await reads.database_time(session), []
-    for schedule in sorted(schedules(settings), key=lambda s: s.id):
-        last = schedule.cron.last_fire(now)
-        job = None if last is None else await moves.find_by_key(session, schedule.key(last))
-        listed.append(
-            SchedulePublic(
-                id=schedule.id,
-                task=schedule.task.name,
-                cron=schedule.cron.expression,
-                timezone=schedule.cron.timezone,
-                arguments=schedule.cron.arguments,
-                last_fire_at=last,
-                last_job_id=None if job is None else job.id,
-                last_job_status=None if job is None else job.status,
-                next_fire_at=schedule.cron.next_fire(now),
-            )
-        )
-    return listed
+    states = await reads.schedule_states(session, schedules(settings))
+    return [SchedulePublic.of(state) for state in states]

@@ -1,11 +1,12 @@
-"""What clients do to jobs: submit under an idempotency key, cancel, retry. Each move is
-one UPDATE that names the statuses it leaves, so racing requests move a job once."""
+"""What clients do to jobs: submit under an idempotency key, cancel, retry, purge. Each
+move is one UPDATE that names the statuses it leaves, so racing requests move a job once."""
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select, update
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
@@ -54,21 +55,47 @@ async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
     )
 
 
+def _fresh_start() -> dict[str, Any]:
+    return {
+        "status": JobStatus.QUEUED,
+        "attempts": 0,
+        "run_after": clock.now(),
+        "executor_id": None,
+        "result": None,
+        "error_type": None,
+        "error_message": None,
+        "progress": 0.0,
+        "progress_message": None,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
 async def retry(session: AsyncSession, job_id: uuid.UUID) -> bool:
     """Queue a failed or cancelled job again, same id, with its attempts starting over."""
-    return await _move(
-        session,
-        job_id,
-        [JobStatus.FAILED, JobStatus.CANCELLED],
-        status=JobStatus.QUEUED,
-        attempts=0,
-        run_after=clock.now(),
-        executor_id=None,
-        result=None,
-        error_type=None,
-        error_message=None,
-        progress=0.0,
-        progress_message=None,
-        started_at=None,
-        finished_at=None,
-    )
+    return await _move(session, job_id, [JobStatus.FAILED, JobStatus.CANCELLED], **_fresh_start())
+
+
+async def retry_failed(session: AsyncSession, name: str | None = None) -> int:
+    """Queue every failed job (of the task `name`) again, as `retry` does; how many."""
+    failed = col(Job.status) == JobStatus.FAILED
+    if name is not None:
+        failed &= col(Job.name) == name
+    retried = await session.exec(update(Job).where(failed).values(**_fresh_start()))
+    await session.commit()
+    return retried.rowcount
+
+
+FINISHED = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
+PURGE_CHUNK = 500
+
+
+async def purge_finished(session: AsyncSession, before: datetime) -> int:
+    """Delete the jobs that finished before `before`, a chunk per transaction; how many."""
+    finished_long_ago = col(Job.status).in_(FINISHED) & (col(Job.finished_at) < before)
+    chunk, purged = select(Job.id).where(finished_long_ago).limit(PURGE_CHUNK), 0
+    while ids := (await session.exec(chunk)).all():
+        deleted = await session.exec(delete(Job).where(col(Job.id).in_(ids)))
+        await session.commit()
+        purged += deleted.rowcount  # another purge may have taken some
+    return purged

@@ -10,6 +10,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
 
 
@@ -102,3 +103,29 @@ async def live_executors(session: AsyncSession, lease_seconds: float) -> Sequenc
     executors = (await session.exec(statement)).all()
     await session.commit()
     return executors
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    schedule: Schedule
+    # The latest fire time up to now and the job it made (None if it was skipped, or is
+    # about to be enqueued); then the next fire time.
+    last_fire_at: datetime | None
+    last_job: Job | None
+    next_fire_at: datetime | None
+
+
+async def schedule_states(
+    session: AsyncSession, schedules: Sequence[Schedule]
+) -> list[ScheduleState]:
+    """Each schedule's fire times around the database's now, by id."""
+    now, states = await database_time(session), []
+    for schedule in sorted(schedules, key=lambda s: s.id):
+        last = schedule.cron.last_fire(now)
+        job = None
+        if last is not None:
+            by_key = select(Job).where(col(Job.idempotency_key) == schedule.key(last))
+            job = (await session.exec(by_key)).first()
+        states.append(ScheduleState(schedule, last, job, schedule.cron.next_fire(now)))
+    await session.commit()
+    return states

@@ -12,14 +12,14 @@ from typing import Any, TypeVar
 import anyio
 from sqlmodel import col, delete, select
 
+from {{ cookiecutter.project_slug }}.jobs import moves
 from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, task
-from {{ cookiecutter.project_slug }}.models import Document, Job, JobStatus, Report, utcnow
+from {{ cookiecutter.project_slug }}.models import Document, Report, utcnow
 from {{ cookiecutter.project_slug }}.storage import Storage
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 500
-FINISHED = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 
 Expiring = TypeVar("Expiring", Document, Report)
@@ -51,16 +51,10 @@ async def cleanup(ctx: JobContext) -> dict[str, int]:
         "reports": await remove_expired(
             ctx, Report, col(Report.completed_at) < reports_before, "reports"
         ),
-        "jobs": 0,
+        "jobs": await moves.purge_finished(
+            ctx.session, now - timedelta(days=settings.job_retention_days)
+        ),
     }
-    jobs_before = now - timedelta(days=settings.job_retention_days)
-    finished_long_ago = col(Job.status).in_(FINISHED) & (col(Job.finished_at) < jobs_before)
-    while job_ids := (
-        await ctx.session.exec(select(Job.id).where(finished_long_ago).limit(CHUNK))
-    ).all():
-        deleted = await ctx.session.exec(delete(Job).where(col(Job.id).in_(job_ids)))
-        await ctx.session.commit()
-        removed["jobs"] += deleted.rowcount
 
     logger.info(
         "cleanup removed %(documents)d documents, %(reports)d reports, %(jobs)d jobs", removed

@@ -1,0 +1,109 @@
+"""The command line, run as an operator runs it: `python -m {{ cookiecutter.project_slug }}` in a process of
+its own, on the test's database, against the running service's jobs."""
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.control import JobControl
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
+from {{ cookiecutter.project_slug }}.settings import Settings
+from tests import tasks
+from tests.test_jobs import FINISHED, submit, wait_for
+
+
+def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # Wide, so that no id is folded across lines.
+    env = os.environ | {"DATABASE_URL": settings.database_url, "COLUMNS": "250"} | env
+    command = [sys.executable, "-m", "{{ cookiecutter.project_slug }}", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_jobs_are_listed_and_shown_and_an_unknown_one_exits_1(
+    control: JobControl, sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    job = await submit(control, sessionmaker, tasks.add.new_job(a=20, b=22))
+    await wait_for(control, job.id, *FINISHED)
+    listed = cli(settings, "jobs", "list", "--status", "succeeded")
+    assert listed.returncode == 0, listed.stderr
+    assert str(job.id) in listed.stdout
+    assert "add" in listed.stdout
+    shown = cli(settings, "jobs", "show", str(job.id))
+    assert shown.returncode == 0, shown.stderr
+    assert all(text in shown.stdout for text in ("succeeded", '{"a": 20, "b": 22}', "42"))
+    unknown = cli(settings, "jobs", "show", str(uuid.uuid4()))
+    assert (unknown.returncode, unknown.stdout) == (1, "")
+    assert "no job with id" in unknown.stderr
+    assert cli(settings, "jobs", "show", "not-an-id").returncode == 2
+
+
+async def test_a_job_is_cancelled_and_retried_and_a_finished_one_refused(
+    control: JobControl, sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    job = tasks.add.new_job(a=1, b=2, delay=timedelta(hours=1))
+    later = await submit(control, sessionmaker, job)
+    assert cli(settings, "jobs", "cancel", str(later.id)).returncode == 0
+    assert (await control.get(later.id)).status == JobStatus.CANCELLED
+    assert cli(settings, "jobs", "cancel", str(later.id)).returncode == 0, "cancelled already"
+    assert cli(settings, "jobs", "retry", str(later.id)).returncode == 0
+    # Queued again and due now: the service's poller runs it.
+    assert (await wait_for(control, later.id, *FINISHED)).result == 3
+    refused = cli(settings, "jobs", "cancel", str(later.id))
+    assert refused.returncode == 1
+    assert "is succeeded; only queued or running jobs can be cancelled" in refused.stderr
+    assert cli(settings, "jobs", "retry", str(later.id)).returncode == 1
+
+
+async def test_failed_jobs_of_a_task_are_retried_at_once(
+    control: JobControl, sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    failing = await submit(control, sessionmaker, tasks.always_fail.new_job(message="down"))
+    assert (await wait_for(control, failing.id, *FINISHED)).status == JobStatus.FAILED
+    retried = cli(settings, "jobs", "retry-failed", "--task", "always_fail")
+    assert (retried.returncode, retried.stdout.strip()) == (0, "1 failed jobs queued again")
+    assert cli(settings, "jobs", "retry-failed", "--task", "add").stdout.startswith("0 ")
+    again = await wait_for(control, failing.id, *FINISHED)
+    assert (again.status, again.attempts) == (JobStatus.FAILED, 3)
+    assert len(tasks.noted()) == 6, "three attempts, twice"
+
+
+async def test_purge_deletes_only_jobs_finished_long_enough_ago(
+    sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    old, recent = (tasks.add.new_job(a=1, b=1) for _ in range(2))
+    old.status = recent.status = JobStatus.SUCCEEDED
+    old.finished_at, recent.finished_at = utcnow() - timedelta(days=10), utcnow()
+    async with sessionmaker() as session:
+        session.add_all([old, recent])
+        await session.commit()
+    purged = cli(settings, "jobs", "purge", "--older-than-days", "5")
+    assert (purged.returncode, purged.stdout.strip()) == (0, "1 finished jobs deleted")
+    async with sessionmaker() as session:
+        assert await session.get(Job, old.id) is None
+        assert await session.get(Job, recent.id) is not None
+
+
+async def test_schedules_and_live_executors_are_listed(
+    control: JobControl, settings: Settings
+) -> None:
+    schedules = cli(settings, "schedules", "list", CLEANUP_SCHEDULE="30 4 * * *")
+    assert schedules.returncode == 0, schedules.stderr
+    assert all(text in schedules.stdout for text in ("cleanup", "30 4 * * *", "04:30:00"))
+    executors = cli(settings, "executors", "list")
+    assert executors.returncode == 0, executors.stderr
+    assert control.backend.name in executors.stdout
+
+
+def test_a_lost_database_exits_3_with_one_line(settings: Settings) -> None:
+{%- if cookiecutter.database == "sqlite" %}
+    gone = "sqlite+aiosqlite:////nonexistent/folder/jobs.db"
+{%- else %}
+    gone = "postgresql+asyncpg://postgres@127.0.0.1:9/gone"  # the discard port: nothing listens
+{%- endif %}
+    answer = cli(settings, "jobs", "list", DATABASE_URL=gone)
+    assert answer.returncode == 3
+    assert answer.stderr.startswith("the database is unavailable")
+    assert "Traceback" not in answer.stderr
