@@ -1,11 +1,14 @@
-"""The command line, run as an operator runs it: `python -m {{ cookiecutter.project_slug }}` in a process of
-its own, on the test's database, against the running service's jobs."""
+"""The command line as an operator runs it, in a process of its own, on the test's
+database and the running service's jobs: `python -m {{ cookiecutter.project_slug }} ...`."""
 
 import os
 import subprocess
 import sys
 import uuid
 from datetime import timedelta
+{%- if cookiecutter.database == "sqlite" %}
+from pathlib import Path
+{%- endif %}
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
@@ -97,13 +100,24 @@ async def test_schedules_and_live_executors_are_listed(
     assert control.backend.name in executors.stdout
 
 
-def test_a_lost_database_exits_3_with_one_line(settings: Settings) -> None:
 {%- if cookiecutter.database == "sqlite" %}
-    gone = "sqlite+aiosqlite:////nonexistent/folder/jobs.db"
+
+
+def test_a_database_file_that_is_not_there_exits_3_with_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    missing = tmp_path / "elsewhere.db"
+    answer = cli(settings, "jobs", "list", DATABASE_URL=f"sqlite+aiosqlite:///{missing}")
+    assert answer.returncode == 3
+    assert answer.stderr == f"no database file at {missing}: check DATABASE_URL\n"
+    assert not missing.exists(), "no empty database left behind"
 {%- else %}
+
+
+def test_a_lost_database_exits_3_with_one_line(settings: Settings) -> None:
     gone = "postgresql+asyncpg://postgres@127.0.0.1:9/gone"  # the discard port: nothing listens
-{%- endif %}
     answer = cli(settings, "jobs", "list", DATABASE_URL=gone)
     assert answer.returncode == 3
-    assert answer.stderr.startswith("the database is unavailable")
-    assert "Traceback" not in answer.stderr
+    assert answer.stderr.startswith("the database is unavailable: ")
+    assert answer.stderr.count("\n") == 1, answer.stderr
+{%- endif %}

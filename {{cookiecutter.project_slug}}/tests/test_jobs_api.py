@@ -42,6 +42,7 @@ async def test_jobs_are_listed_newest_first_and_filtered(
         "result",
         "error",
         "created_at",
+        "run_after",
         "started_at",
         "finished_at",
     }

@@ -1,4 +1,4 @@
-"""Operating jobs from a shell: `python -m {{ cookiecutter.project_slug }} jobs list`; `--help` lists the rest.
+"""The operator's command line: `python -m {{ cookiecutter.project_slug }} --help`.
 
 Each command reads the settings as the service does (environment, then `.env`), works on
 the database through the same job-store functions as the API, and exits with 0 when done,
@@ -12,15 +12,27 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+{%- if cookiecutter.database == "sqlite" %}
+from pathlib import Path
+{%- endif %}
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+{%- if cookiecutter.database == "sqlite" %}
+from sqlalchemy import make_url
+{%- endif %}
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from {{ cookiecutter.project_slug }} import tasks  # noqa: F401  # registers every task, and so every schedule
-from {{ cookiecutter.project_slug }}.db import create_sessionmaker, database_engine, database_unavailable
+from {{ cookiecutter.project_slug }} import (
+    tasks,  # noqa: F401  # registers every task, and so every schedule
+)
+from {{ cookiecutter.project_slug }}.db import (
+    create_sessionmaker,
+    database_engine,
+    database_unavailable,
+)
 from {{ cookiecutter.project_slug }}.jobs import moves, reads
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
@@ -36,13 +48,21 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(executors_app, name="executors")
 
-out, err = Console(), Console(stderr=True)
+# Messages stay on one line, however narrow the terminal: scripts grep them.
+out, err = Console(), Console(stderr=True, soft_wrap=True)
 NOT_DONE, UNAVAILABLE = 1, 3
 
 
 def run(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
     """Run `work` in a database session of its own, on the settings' database."""
     settings = get_settings()
+{%- if cookiecutter.database == "sqlite" %}
+    database = make_url(settings.database_url).database
+    if database and database != ":memory:" and not Path(database).exists():
+        # SQLite would make a new, empty file: an operator has the path wrong.
+        err.print(f"no database file at {database}: check DATABASE_URL")
+        raise typer.Exit(UNAVAILABLE)
+{%- endif %}
 
     async def main() -> T:
         engine = database_engine(settings)
@@ -57,7 +77,8 @@ def run(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
     except Exception as error:
         if not database_unavailable(error):
             raise
-        err.print(f"the database is unavailable: {error}")
+        # The driver's own words, without SQLAlchemy's lines about where to read more.
+        err.print(f"the database is unavailable: {getattr(error, 'orig', None) or error}")
         raise typer.Exit(UNAVAILABLE) from None
 
 
