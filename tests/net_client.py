@@ -6,6 +6,7 @@ Prints JSON.
     python net_client.py add-work N SECONDS EXECUTOR
                                                N `work` jobs into the job table, one by
                                                one; then those running on EXECUTOR
+                                               (held) and how many are where (seen)
     python net_client.py jobs                  every job: name, status, attempts, executor
     python net_client.py executors             the executor rows
     python net_client.py succeeded URL...      jobs_total{status="succeeded"} at each URL
@@ -16,6 +17,7 @@ import asyncio
 import json
 import os
 import sys
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -37,12 +39,20 @@ async def database(action: str, *args: str) -> Any:
                     session.add(Job(name="work", arguments={"seconds": seconds}))
                     await session.commit()
                     await asyncio.sleep(0.1)
-                held = await session.exec(
-                    select(Job.id).where(
-                        Job.name == "work", Job.status == "running", Job.executor_id == executor_id
-                    )
-                )
-                return [str(job_id) for job_id in held.all()]
+                # A busy machine can be slow to start them: wait a while for some.
+                for _ in range(50):
+                    work = (await session.exec(select(Job).where(Job.name == "work"))).all()
+                    await session.commit()
+                    held = [
+                        str(job.id)
+                        for job in work
+                        if job.status == "running" and str(job.executor_id) == executor_id
+                    ]
+                    if held:
+                        break
+                    await asyncio.sleep(0.2)
+                seen = Counter(f"{job.status} on {job.executor_id}" for job in work)
+                return {"held": held, "seen": dict(seen)}
             if action == "jobs":
                 rows = (await session.exec(select(Job))).all()
                 return [

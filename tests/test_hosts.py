@@ -222,8 +222,9 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
         # Mid-run, the first executor host's link goes down.
         cut_host, cut_process, cut_log = d.executors[0]
         [cut_id] = [e["id"] for e in d.ask("executors") if e["pid"] == cut_process.pid]
-        held = d.ask("add-work", str(work_jobs), str(work_seconds), cut_id)
-        assert held, f"no job running on the host to cut\n{d.output()}"
+        added = d.ask("add-work", str(work_jobs), str(work_seconds), cut_id)
+        held = added["held"]
+        assert held, f"no job running on the host to cut: {added['seen']}\n{d.output()}"
         d.network.cut(cut_host)
         cut_at = time.monotonic()
 
