@@ -141,6 +141,21 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {row['variant']} | {figure(row['startup_seconds'], 2)} | {figure(row['rss_mib'])} |"
         for row in cases["idle"]
     ]
+    if "dashboard" in cases:
+        lines += [
+            "",
+            f"## 7. Dashboard: each page over {counts['dashboard_jobs']:,} job rows",
+            "",
+            "Rendered in process through ASGI (no network), after one warm-up request. "
+            "Statements are those the page sends to the database.",
+            "",
+            "| page | ms | SQL statements |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| {row['variant']} | {figure(row['ms'], 1)} | {row['queries']:.0f} |"
+            for row in cases["dashboard"]
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,8 @@ Bakes each backend's default project (SQLite) into a temporary folder and measur
                 endpoint that streams the body to a file
   6. idle       start-up time to the first /health 200 and resident memory, against a
                 bare FastAPI app
+  7. dashboard  each dashboard page over 100,000 job rows: render time and SQL
+                statements, against the JSON list of the same jobs
 
 Writes bench/results/latest.md, latest.json and latest.png. Servers listen on 127.0.0.1
 and are stopped at the end. `--smoke` runs every case once with tiny counts, to keep the
@@ -74,6 +76,8 @@ class Counts:
     upload_mib: int = 1024
     upload_runs: int = 2
     idle_runs: int = 3
+    dashboard_jobs: int = 100_000
+    dashboard_runs: int = 15
 
 
 SMOKE = Counts(
@@ -90,8 +94,10 @@ SMOKE = Counts(
     upload_mib=2,
     upload_runs=1,
     idle_runs=1,
+    dashboard_jobs=200,
+    dashboard_runs=1,
 )
-CASES = ("bake", "enqueue", "e2e", "batch", "upload", "idle")
+CASES = ("bake", "enqueue", "e2e", "batch", "upload", "idle", "dashboard")
 EMAIL = {"to": "ada@example.com", "subject": "Welcome", "body": "Hello, Ada."}
 Row = dict[str, Any]
 
@@ -398,6 +404,26 @@ class Bench:
             }
         )
         return rows
+
+    # ---- 7. dashboard ----------------------------------------------------------------
+
+    def dashboard_case(self) -> list[Row]:
+        counts = self.counts
+        arguments = ["--jobs", str(counts.dashboard_jobs), "--runs", str(counts.dashboard_runs)]
+        database = self.database("create_task")
+        output = python(
+            self.projects["create_task"], "dashboard.py", *arguments, DATABASE_URL=database
+        )
+        pages: dict[str, Any] = json.loads(output)["pages"]
+        return [
+            {
+                "variant": page,
+                "baseline": page.startswith("baseline"),
+                "queries": measured["queries"],
+                "ms": Stats.of(measured["ms"]),
+            }
+            for page, measured in pages.items()
+        ]
 
     def run(self, names: list[str]) -> dict[str, Any]:
         with redis_server(self.log("redis")) as self.redis_url:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import TEMPLATE_DIR, require_binary
 
-CASES = {"bake", "enqueue", "e2e", "batch", "upload", "idle"}
+CASES = {"bake", "enqueue", "e2e", "batch", "upload", "idle", "dashboard"}
 
 
 def numbers(value: object) -> list[float]:
@@ -43,7 +43,7 @@ def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -
         ("rq", 1),
     ]
     # Every case has its baseline beside it.
-    for case in ("bake", "enqueue", "upload", "idle"):
+    for case in ("bake", "enqueue", "upload", "idle", "dashboard"):
         assert sum(bool(row.get("baseline")) for row in cases[case]) == 1, case
     assert all("jobs_per_second" in row["baseline"] for row in cases["e2e"])
     # Every figure was measured: times, rates and sizes are all above zero.
@@ -52,6 +52,8 @@ def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -
     assert all(number > 0 for number in measured)
     assert cases["batch"]["service"]["processing_seconds"]["median"] > 0
     report = (tmp_path / "latest.md").read_text()
-    for heading in ("## 1. Bake", "## 2. Enqueue", "## 3. End to end", "## 6. Idle"):
+    # Each dashboard page was served, and read the database.
+    assert all(row["queries"] >= 1 for row in cases["dashboard"])
+    for heading in ("## 1. Bake", "## 2. Enqueue", "## 3. End to end", "## 6. Idle", "## 7."):
         assert heading in report
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

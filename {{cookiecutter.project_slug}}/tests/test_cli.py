@@ -65,6 +65,8 @@ async def test_failed_jobs_of_a_task_are_retried_at_once(
 ) -> None:
     failing = await submit(control, sessionmaker, tasks.always_fail.new_job(message="down"))
     assert (await wait_for(control, failing.id, *FINISHED)).status == JobStatus.FAILED
+    shown = cli(settings, "jobs", "show", str(failing.id)).stdout
+    assert shown.endswith("    raise RuntimeError(message)\nRuntimeError: down\n"), shown
     retried = cli(settings, "jobs", "retry-failed", "--task", "always_fail")
     assert (retried.returncode, retried.stdout.strip()) == (0, "1 failed jobs queued again")
     assert cli(settings, "jobs", "retry-failed", "--task", "add").stdout.startswith("0 ")

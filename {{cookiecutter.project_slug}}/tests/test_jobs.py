@@ -99,6 +99,9 @@ async def test_a_failing_job_is_retried_with_backoff_then_failed(
     assert failed.status == JobStatus.FAILED
     assert failed.attempts == failed.max_attempts == 3
     assert (failed.error_type, failed.error_message) == ("RuntimeError", "disk full")
+    # The traceback ends in the task's own frame and its error.
+    assert failed.error_traceback is not None
+    assert "raise RuntimeError(message)\nRuntimeError: disk full\n" in failed.error_traceback
     assert tasks.noted() == [f"failing {job.id} {attempt}" for attempt in (1, 2, 3)]
     # Backoff 0.2 s doubling, with jitter down to half: at least 0.1 + 0.2 s of waiting.
     assert failed.finished_at is not None

@@ -138,7 +138,8 @@ def _get(job_id: uuid.UUID) -> Job:
 
 @jobs_app.command("show")
 def show_job(job_id: uuid.UUID) -> None:
-    """One job: arguments, result, error, attempts, progress and times."""
+    """One job: arguments, result, error, attempts, progress and times; then the
+    traceback of its last error, if any."""
     job = _get(job_id)
     fields: dict[str, Any] = {
         "id": job.id,
@@ -157,6 +158,8 @@ def show_job(job_id: uuid.UUID) -> None:
         "executor": job.executor_id,
     }
     table(f"job {job.id}", ("field", "value"), fields.items())
+    if job.error_traceback:
+        out.print(job.error_traceback, end="", markup=False, highlight=False)
 
 
 @jobs_app.command("cancel")

@@ -56,3 +56,16 @@ def now(plus_seconds: float = 0.0) -> ColumnElement[datetime]:
         return sa.type_coerce(later, UTCDateTime)
     return moment
 {%- endif %}
+
+
+def minutes_before_now(
+    moment: sa.ColumnExpressionArgument[datetime | None],
+) -> sa.ColumnElement[int]:
+    """Whole minutes from `moment` to the database's time: 0 within the last minute."""
+{%- if cookiecutter.database == "sqlite" %}
+    # Truncated toward zero, which for times gone by is down.
+    return sa.cast((sa.func.julianday("now") - sa.func.julianday(moment)) * 1440, sa.Integer)
+{%- else %}
+    seconds = sa.extract("epoch", sa.func.statement_timestamp() - moment)
+    return sa.cast(sa.func.floor(seconds / 60), sa.Integer)
+{%- endif %}

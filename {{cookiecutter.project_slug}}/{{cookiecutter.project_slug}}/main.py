@@ -23,6 +23,7 @@ from {{ cookiecutter.project_slug }}.api import (
 from {{ cookiecutter.project_slug }}.api import metrics as metrics_api
 from {{ cookiecutter.project_slug }}.api.keys import ApiKeys, require_api_key, require_metrics_key
 from {{ cookiecutter.project_slug }}.api.responses import common
+from {{ cookiecutter.project_slug }}.dashboard import add_dashboard
 from {{ cookiecutter.project_slug }}.db import create_sessionmaker, database_engine
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_guard = [Depends(require_api_key)] if settings.api_keys else []
     for router in ROUTERS:
         app.include_router(router, dependencies=api_guard, responses=common(api_guard))
+    add_dashboard(app)
     return app
 
 

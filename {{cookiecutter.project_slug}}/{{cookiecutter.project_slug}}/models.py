@@ -61,17 +61,20 @@ class Job(SQLModel, table=True):
         sa.Index("ix_job_status_run_after", "status", "run_after"),
         # An executor's heartbeat asks for its running jobs; recovery for all running ones.
         sa.Index("ix_job_status_executor_id", "status", "executor_id"),
+        # The dashboard counts jobs by task and status from this index alone.
+        sa.Index("ix_job_name_status", "name", "status"),
     )
     # Read back what the database set (run_after) with the INSERT, not with a SELECT.
     __mapper_args__ = {"eager_defaults": True}
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    name: str = Field(max_length=100, index=True)
+    name: str = Field(max_length=100)
     status: JobStatus = Field(default=JobStatus.QUEUED, sa_type=status_type(JobStatus))
     arguments: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     result: Any = Field(default=None, sa_type=sa.JSON, nullable=True)
     error_type: str | None = Field(default=None, max_length=200)
     error_message: str | None = Field(default=None, sa_type=sa.Text)
+    error_traceback: str | None = Field(default=None, sa_type=sa.Text)
     attempts: int = 0
     max_attempts: int = Field(default=3, ge=1)
     timeout_seconds: float = Field(default=300.0, gt=0)

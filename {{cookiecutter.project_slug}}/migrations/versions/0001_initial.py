@@ -137,6 +137,7 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("error_type", sa.String(length=200), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("error_traceback", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("timeout_seconds", sa.Float(), nullable=False),
@@ -158,7 +159,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_job_created_at"), "job", ["created_at"], unique=False)
     op.create_index(op.f("ix_job_finished_at"), "job", ["finished_at"], unique=False)
-    op.create_index(op.f("ix_job_name"), "job", ["name"], unique=False)
+    op.create_index("ix_job_name_status", "job", ["name", "status"], unique=False)
     op.create_index("ix_job_status_run_after", "job", ["status", "run_after"], unique=False)
     op.create_index("ix_job_status_executor_id", "job", ["status", "executor_id"], unique=False)
     op.create_table(
@@ -195,7 +196,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_report_completed_at"), table_name="report")
     op.drop_table("report")
     op.drop_index("ix_job_status_run_after", table_name="job")
-    op.drop_index(op.f("ix_job_name"), table_name="job")
+    op.drop_index("ix_job_name_status", table_name="job")
     op.drop_index("ix_job_status_executor_id", table_name="job")
     op.drop_index(op.f("ix_job_finished_at"), table_name="job")
     op.drop_index(op.f("ix_job_created_at"), table_name="job")

@@ -1,4 +1,5 @@
-"""API keys: with `API_KEYS` set, /api/v1 answers only requests that carry one of them."""
+"""API keys: with `API_KEYS` set, /api/v1 answers only requests that carry one of them,
+and /dashboard only browsers signed in with one."""
 
 import hashlib
 import hmac
@@ -6,6 +7,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import SecretStr
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -13,11 +15,36 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 BEARER = HTTPBearer(auto_error=False)
 
 
+# How long the dashboard's sign-in lasts.
+SESSION_SECONDS = 12 * 3600
+
+
 class ApiKeys:
     def __init__(self, keys: list[SecretStr]) -> None:
         # Compared as digests: all the same length, so the comparison tells nothing of a
         # key's length either.
         self._digests = [_digest(key.get_secret_value()) for key in keys]
+        # The dashboard's session cookie is signed with the keys themselves: every process
+        # given the same API_KEYS accepts it, and changing the keys signs everyone out.
+        self._sessions = URLSafeTimedSerializer(b"".join(self._digests), salt="dashboard")
+
+    @property
+    def open(self) -> bool:
+        """No keys set: everything is open to anyone who can reach the service."""
+        return not self._digests
+
+    def new_session(self) -> str:
+        """A signed session for the dashboard's cookie, to give once a key was allowed."""
+        return self._sessions.dumps("operator")
+
+    def allow_session(self, session: str | None) -> bool:
+        if session is None:
+            return False
+        try:
+            self._sessions.loads(session, max_age=SESSION_SECONDS)
+        except BadSignature:  # also when expired
+            return False
+        return True
 
     def allow(self, presented: str | None) -> bool:
         if presented is None:

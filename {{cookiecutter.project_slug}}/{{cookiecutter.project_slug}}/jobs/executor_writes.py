@@ -7,6 +7,7 @@ was cancelled, or run again elsewhere after the heartbeat stopped) changes nothi
 Every time compared or written is the database's (`clock.now()`).
 """
 
+import traceback
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ _SUCCEED = (
         progress=1.0,
         error_type=None,
         error_message=None,
+        error_traceback=None,
         finished_at=clock.now(),
     )
 )
@@ -157,12 +159,15 @@ async def record_successes(
 
 
 ERROR_MESSAGE_LIMIT = 2000
+# The innermost frames are the telling ones: a longer traceback keeps its end.
+TRACEBACK_LIMIT = 20_000
 
 
 def _error_values(error: BaseException) -> dict[str, Any]:
     return {
         "error_type": type(error).__name__,
         "error_message": (str(error) or repr(error))[:ERROR_MESSAGE_LIMIT],
+        "error_traceback": "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:],
     }
 
 

@@ -64,6 +64,7 @@ def _fresh_start() -> dict[str, Any]:
         "result": None,
         "error_type": None,
         "error_message": None,
+        "error_traceback": None,
         "progress": 0.0,
         "progress_message": None,
         "started_at": None,

@@ -46,7 +46,6 @@ class JobStats:
     queued: int
     running: int
     failed_last_hour: int
-    # How long the job waiting longest since it came due has waited; 0 when none waits.
     oldest_queued_seconds: float
 
 
@@ -66,18 +65,70 @@ async def stats(session: AsyncSession) -> JobStats:
             col(Job.status) == JobStatus.FAILED, col(Job.finished_at) >= clock.now(-3600)
         )
     )
-    oldest = await session.exec(
-        select(func.min(Job.run_after), clock.now()).where(
-            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now()
-        )
-    )
-    failed_last_hour, (oldest_due, now) = failed.one(), oldest.one()
+    failed_last_hour, oldest = failed.one(), await _oldest_queued_seconds(session)
     await session.commit()
     return JobStats(
         queued=by_status.get(JobStatus.QUEUED, 0),
         running=by_status.get(JobStatus.RUNNING, 0),
         failed_last_hour=failed_last_hour,
-        oldest_queued_seconds=0.0 if oldest_due is None else (now - oldest_due).total_seconds(),
+        oldest_queued_seconds=oldest,
+    )
+
+
+async def _oldest_queued_seconds(session: AsyncSession) -> float:
+    """How long the job waiting longest since it came due has waited; 0 when none waits."""
+    oldest = await session.exec(
+        select(func.min(Job.run_after), clock.now()).where(
+            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now()
+        )
+    )
+    oldest_due, now = oldest.one()
+    return 0.0 if oldest_due is None else (now - oldest_due).total_seconds()
+
+
+@dataclass(frozen=True)
+class Overview:
+    now: datetime
+    # How many jobs there are of each task name and status.
+    counts: dict[tuple[str, JobStatus], int]
+    # The jobs that finished in each of the last 60 minutes, oldest first: (succeeded, failed).
+    per_minute: list[tuple[int, int]]
+    oldest_queued_seconds: float
+    # The latest failures of the last hour, newest first.
+    failures: Sequence[Job]
+    executors: Sequence[Executor]
+
+
+async def overview(session: AsyncSession, lease_seconds: float, failures: int = 10) -> Overview:
+    """Everything the dashboard's first page shows, in six indexed queries."""
+    counts = await session.exec(
+        select(Job.name, Job.status, func.count()).group_by(col(Job.name), col(Job.status))
+    )
+    minute = clock.minutes_before_now(col(Job.finished_at)).label("minute")
+    finished = await session.exec(
+        select(minute, Job.status, func.count())
+        .where(
+            col(Job.finished_at) >= clock.now(-3600),
+            col(Job.status).in_([JobStatus.SUCCEEDED, JobStatus.FAILED]),
+        )
+        .group_by(minute, col(Job.status))
+    )
+    per_minute = [[0, 0] for _ in range(60)]
+    for minutes_ago, status, count in finished.all():
+        per_minute[59 - min(minutes_ago, 59)][status == JobStatus.FAILED] += count
+    latest_failures = await session.exec(
+        select(Job)
+        .where(col(Job.status) == JobStatus.FAILED, col(Job.finished_at) >= clock.now(-3600))
+        .order_by(col(Job.finished_at).desc())
+        .limit(failures)
+    )
+    return Overview(
+        counts={(name, JobStatus(status)): count for name, status, count in counts.all()},
+        per_minute=[(ok, bad) for ok, bad in per_minute],
+        failures=latest_failures.all(),
+        now=await database_time(session),
+        oldest_queued_seconds=await _oldest_queued_seconds(session),
+        executors=await live_executors(session, lease_seconds),
     )
 
 
