@@ -23,6 +23,9 @@ from contextlib import contextmanager
 {%- endif %}
 from pathlib import Path
 
+{% if cookiecutter.database == "postgresql" -%}
+import httpx
+{% endif -%}
 import pytest
 
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -76,6 +79,9 @@ def test_a_database_restart_answers_503_and_loses_no_job(
         wait_until(lambda: len(load.accepted()) >= 20, 30, "20 emails accepted")
         began = time.monotonic()
         server.stop(immediate=True)
+        # The dashboard too: a page that cannot read the database is a 503, not a 500.
+        page = httpx.get(f"{processes[0].url}/dashboard")
+        assert (page.status_code, page.headers.get("retry-after")) == (503, "5"), page.text
         time.sleep(6)
         server.start()
         ended = time.monotonic()
