@@ -16,6 +16,7 @@ Prints JSON.
 import asyncio
 import json
 import os
+import random
 import sys
 from collections import Counter
 from typing import Any
@@ -35,10 +36,12 @@ async def database(action: str, *args: str) -> Any:
             if action == "add-work":
                 count, seconds, executor_id = int(args[0]), float(args[1]), args[2]
                 for _ in range(count):
-                    # One at a time, a poll apart: each executor's poller finds some.
+                    # One at a time, at uneven gaps: spaced as evenly as the pollers poll,
+                    # the inserts would lock into step with one poller, which then takes
+                    # them all.
                     session.add(Job(name="work", arguments={"seconds": seconds}))
                     await session.commit()
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(random.uniform(0.02, 0.25))
                 # A busy machine can be slow to start them: wait a while for some.
                 for _ in range(50):
                     work = (await session.exec(select(Job).where(Job.name == "work"))).all()

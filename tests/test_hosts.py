@@ -207,16 +207,23 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
     # One job at a time per RQ worker: fewer, so the run stays short.
     work_jobs, work_seconds = (4, 3.0) if rq else (20, 4.0)
     with deployed(combination, tmp_path) as d:
-        # Both web hosts take emails; both executors send them.
-        sent = d.ask("emails", str(EMAILS), *d.web_urls)
-        assert Counter(sent["statuses"]) == {202: EMAILS}
+        # Both web hosts take emails; both executors send them. The skewed RQ worker is
+        # slow (RQ's own loop reads the host clock), so on a busy machine its share of one
+        # round can be nothing: up to three rounds.
+        emails = 0
+        for _ in range(3):
+            sent = d.ask("emails", str(EMAILS), *d.web_urls)
+            assert Counter(sent["statuses"]) == {202: EMAILS}
+            emails += EMAILS
 
-        def emails_done() -> bool:
-            jobs = d.jobs("send_email")
-            return len(jobs) == EMAILS and all(job["status"] == "succeeded" for job in jobs)
+            def emails_done(count: int = emails) -> bool:
+                jobs = d.jobs("send_email")
+                return len(jobs) == count and all(job["status"] == "succeeded" for job in jobs)
 
-        wait_until(emails_done, 60, "every email sent", d)
-        used = Counter(job["executor_id"] for job in d.jobs("send_email"))
+            wait_until(emails_done, 60, "every email sent", d)
+            used = Counter(job["executor_id"] for job in d.jobs("send_email"))
+            if len(used) == 2:
+                break
         assert len(used) == 2, f"emails ran on {dict(used)}"
 
         # Mid-run, the first executor host's link goes down.
@@ -255,7 +262,7 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
         assert all(runs[job["id"]] == 1 for job in jobs if job["id"] not in held)
 
         # Counted where they ran, once: the scrapes of every host add up to the jobs.
-        expected = EMAILS + work_jobs
+        expected = emails + work_jobs
         totals: dict[str, float] = {}
 
         def counted() -> bool:
@@ -266,7 +273,7 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
         wait_until(counted, 20, "metrics of every host", d)
         assert sum(totals.values()) == expected, totals
     print(
-        f"{combination.id}: {EMAILS} emails on {len(used)} executors {sorted(used.values())}; "
+        f"{combination.id}: {emails} emails on {len(used)} executors {sorted(used.values())}; "
         f"{len(held)} jobs of the cut host ran elsewhere {moved_after:.1f} s after the cut; "
         f"{rejected()} late writes rejected; metrics {sorted(totals.values())}"
     )
