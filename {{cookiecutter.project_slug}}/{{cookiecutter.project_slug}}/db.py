@@ -48,12 +48,26 @@ def create_engine(database_url: str{% if cookiecutter.database == "postgresql" %
 
     return engine
 {%- else %}
+    # A host cut off mid-transaction would keep its row locks until the server noticed
+    # the connection was dead, by default after hours, and no other executor could take
+    # over its jobs meanwhile. TCP keepalives and a user timeout on the server's side of
+    # each connection make it notice within about `timeout_seconds`.
+    server_settings = {
+        "tcp_keepalives_idle": str(max(1, round(timeout_seconds / 2))),
+        "tcp_keepalives_interval": str(max(1, round(timeout_seconds / 6))),
+        "tcp_keepalives_count": "3",
+        "tcp_user_timeout": str(round(timeout_seconds * 1000)),
+    }
     # pre_ping drops connections the server closed (restart, idle timeout) before use.
     # The timeouts end a connect or statement that a lost network would leave hanging.
     return create_async_engine(
         database_url,
         pool_pre_ping=True,
-        connect_args={"timeout": timeout_seconds, "command_timeout": timeout_seconds},
+        connect_args={
+            "timeout": timeout_seconds,
+            "command_timeout": timeout_seconds,
+            "server_settings": server_settings,
+        },
     )
 {%- endif %}
 
