@@ -11,17 +11,14 @@ import shutil
 import sys
 from pathlib import Path
 
-# Every path that belongs to one answer (or one of several): it is kept when that
-# answer was given and removed otherwise. "{slug}" is the package folder. Every path
+# Every path that belongs to one answer: it is kept when that answer was given and
+# removed otherwise. "{slug}" is the package folder. Every path
 # listed must exist in the rendered project: a stale entry stops the bake instead of
 # being skipped.
-Answers = str | tuple[str, ...]
-MANIFEST: dict[str, tuple[str, Answers]] = {
+MANIFEST: dict[str, tuple[str, str]] = {
     "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
     "{slug}/jobs/backend_aiojobs.py": ("job_backend", "aiojobs"),
     "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
-    "{slug}/jobs/batching.py": ("job_backend", ("create_task", "aiojobs")),
-    "tests/test_batching.py": ("job_backend", ("create_task", "aiojobs")),
     "{slug}/worker.py": ("job_backend", "rq"),
     "tests/redis_server.py": ("job_backend", "rq"),
     "tests/test_worker.py": ("job_backend", "rq"),
@@ -46,7 +43,7 @@ class ManifestError(Exception):
 def apply_manifest(
     root: Path,
     answers: dict[str, str],
-    manifest: dict[str, tuple[str, Answers]] = MANIFEST,
+    manifest: dict[str, tuple[str, str]] = MANIFEST,
     moves: dict[str, str] = MOVES,
 ) -> None:
     """Remove the paths whose answer was not chosen, then move chosen variants into place."""
@@ -55,7 +52,7 @@ def apply_manifest(
     if missing:
         raise ManifestError(f"the template does not render {', '.join(missing)}")
     for path, (question, kept_for) in paths.items():
-        if answers[question] not in ((kept_for,) if isinstance(kept_for, str) else kept_for):
+        if answers[question] != kept_for:
             target = root / path
             if target.is_dir():
                 shutil.rmtree(target)

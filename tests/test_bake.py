@@ -61,6 +61,7 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/test_logs.py",
         "tests/test_metrics.py",
         "tests/test_api_keys.py",
+        "tests/test_batching.py",
         "tests/test_migrations.py",
         "tests/test_outage.py",
         "tests/test_web_concurrency.py",
@@ -107,6 +108,7 @@ def expected_files(combination: Combination) -> set[str]:
                 "jobs/__init__.py",
                 "jobs/backend.py",
                 "jobs/base.py",
+                "jobs/batching.py",
                 "jobs/control.py",
                 "jobs/errors.py",
                 "jobs/poller.py",
@@ -131,9 +133,6 @@ def expected_files(combination: Combination) -> set[str]:
             )
         ),
     }
-    if combination.job_backend != "rq":
-        # Claims and results batched: jobs run side by side in the one process.
-        files |= {f"{SLUG}/jobs/batching.py", "tests/test_batching.py"}
     if combination.job_backend == "rq":
         files |= {
             f"{SLUG}/worker.py",

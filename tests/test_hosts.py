@@ -203,13 +203,10 @@ def network_ok(network: Network, host: Host, command: list[str]) -> bool:
 def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
     combination: Combination, tmp_path: Path
 ) -> None:
-    rq = combination.job_backend == "rq"
-    # One job at a time per RQ worker: fewer, so the run stays short.
-    work_jobs, work_seconds = (4, 3.0) if rq else (20, 4.0)
+    work_jobs, work_seconds = 20, 4.0
     with deployed(combination, tmp_path) as d:
-        # Both web hosts take emails; both executors send them. The skewed RQ worker is
-        # slow (RQ's own loop reads the host clock), so on a busy machine its share of one
-        # round can be nothing: up to three rounds.
+        # Both web hosts take emails; both executors send them. On a busy machine one
+        # executor's share of a round can be nothing: up to three rounds.
         emails = 0
         for _ in range(3):
             sent = d.ask("emails", str(EMAILS), *d.web_urls)

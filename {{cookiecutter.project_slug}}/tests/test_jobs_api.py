@@ -1,5 +1,8 @@
 """`/api/v1/jobs`: listing, status, and clear 4xx answers for what cannot be done."""
-
+{% if cookiecutter.job_backend == "aiojobs" %}
+import asyncio
+import time
+{%- endif %}
 import uuid
 
 import httpx
@@ -93,8 +96,26 @@ async def test_finished_jobs_cannot_be_cancelled_and_succeeded_ones_not_retried(
 {%- if cookiecutter.job_backend == "aiojobs" %}
 
 
-async def test_a_full_pending_queue_answers_503_instead_of_waiting(settings: Settings) -> None:
-    app = create_app(settings.model_copy(update={"job_concurrency": 1, "job_pending_limit": 1}))
+async def test_past_the_pending_limit_jobs_wait_in_the_table_and_start_as_slots_free(
+    settings: Settings,
+) -> None:
+    # Polls 30 s apart: only the backend's wake-up as slots free can start them in time.
+    limits = {"job_concurrency": 1, "job_pending_limit": 2, "job_poll_seconds": 30}
+    app = create_app(settings.model_copy(update=limits))
+    async with app.router.lifespan_context(app):
+        control: JobControl = app.state.job_control
+        sessionmaker: SessionMaker = app.state.sessionmaker
+        jobs = [await submit(control, sessionmaker, tasks.add.new_job(a=n, b=1)) for n in range(20)]
+        for n, job in enumerate(jobs):
+            done = await wait_for(control, job.id, *FINISHED, within=10)
+            assert (done.status, done.result) == (JobStatus.SUCCEEDED, n + 1)
+
+
+async def test_past_the_backlog_limit_submitting_answers_503_instead_of_waiting(
+    settings: Settings,
+) -> None:
+    limits = {"job_concurrency": 1, "job_pending_limit": 1, "job_backlog_limit": 4}
+    app = create_app(settings.model_copy(update=limits))
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
@@ -109,10 +130,23 @@ async def test_a_full_pending_queue_answers_503_instead_of_waiting(settings: Set
 
         await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))  # runs
         await submit(control, sessionmaker, tasks.nap.new_job(seconds=60))  # waits for the slot
-        with pytest.raises(JobsUnavailable):
-            await submit(control, sessionmaker, tasks.add.new_job(a=1, b=1))
+        # Past the pending limit, yet accepted: queued in the table.
+        left = [await submit(control, sessionmaker, tasks.add.new_job(a=n, b=1)) for n in range(3)]
+        assert [(await control.get(job.id)).status for job in left] == [JobStatus.QUEUED] * 3
+        # 4 due jobs wait now (the pending nap and the 3), counted within a poll interval.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                control.backend.check_accepting()
+            except JobsUnavailable:
+                break
+            assert time.monotonic() < deadline, "the backlog limit never refused a job"
+            await asyncio.sleep(0.05)
         retry = await client.post(f"/api/v1/jobs/{cancelled.id}/retry")
         assert retry.status_code == 503
         assert retry.headers["Retry-After"].isdigit()
-        assert "jobs are waiting already" in retry.json()["detail"]
+        assert "4 jobs are due and waiting already" in retry.json()["detail"]
+        with pytest.raises(JobsUnavailable):
+            await submit(control, sessionmaker, tasks.add.new_job(a=1, b=1))
+        assert (await control.get(cancelled.id)).status == JobStatus.CANCELLED
 {%- endif %}

@@ -44,9 +44,8 @@ def test_worker_registers_and_stops_on_sigterm(settings: Settings, tmp_path: Pat
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.rq_queue, connection=redis)
     try:
-        # Logged at DEBUG from the work loop, after RQ has installed its signal handlers
-        # (the INFO line with the same words comes before them).
-        wait_for_line(log, ("[debug", "*** Listening on"), timeout=60)
+        # Logged once the signal handlers are in place.
+        wait_for_line(log, ("taking jobs from queue",), timeout=60)
         assert [w.pid for w in Worker.all(queue=queue)] == [worker.pid]
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0

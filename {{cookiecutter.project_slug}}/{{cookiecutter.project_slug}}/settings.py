@@ -74,9 +74,15 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
-{%- if cookiecutter.job_backend == "aiojobs" %}
+{%- if cookiecutter.job_backend != "create_task" %}
+    # Jobs one {% if cookiecutter.job_backend == "rq" %}worker{% else %}process{% endif %} runs at the same time.
     job_concurrency: int = Field(default=10, ge=1)
+{%- endif %}
+{%- if cookiecutter.job_backend == "aiojobs" %}
+    # Jobs waiting in memory for a slot; more wait queued in the table for the poller.
     job_pending_limit: int = Field(default=1000, ge=1)
+    # Due jobs waiting in the table past which submitting answers 503.
+    job_backlog_limit: int = Field(default=100_000, ge=1)
 {%- endif %}
 
     @field_validator("api_keys", mode="before")

@@ -1,29 +1,33 @@
 """The RQ worker: `python -m {{ cookiecutter.project_slug }}.worker` runs queued jobs.
 
-RQ hands the worker job ids and the shared runner does the rest, on one event loop
-that lives as long as the process, with one database engine and one Redis client.
-RQ's default worker forks a process for every job, which would pay for a new loop,
-engine and connections each time; this one runs jobs in its own process instead.
+It reads RQ's queue itself rather than through RQ's `Worker`, which runs one job at a
+time and makes a dozen Redis round trips for each. This one takes up to
+`JOB_CONCURRENCY` ids per fetch and runs them at once on one event loop with the shared
+runner, so jobs that start or finish together share their claim's and their result's
+transaction. It takes ids as RQ's own worker does, onto RQ's intermediate list, so one
+that dies holding some leaves them where the poller looks. No job needs a process of its
+own: the runner enforces timeouts. `rq info` lists the worker as RQ's own.
 """
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import threading
+import signal
 import uuid
-from collections.abc import Coroutine
-from types import FrameType
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
-from rq import SimpleWorker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from rq import Worker as RQWorker
+from rq.job import Job as RQJob
 
 from {{ cookiecutter.project_slug }} import (
     metrics,
     tasks,  # noqa: F401  # registers every task
 )
-from {{ cookiecutter.project_slug }}.db import create_sessionmaker, database_engine
+from {{ cookiecutter.project_slug }}.db import Outage, create_sessionmaker, database_engine
 from {{ cookiecutter.project_slug }}.jobs.backend import WORKER_HEARTBEAT_SECONDS, Backend
+from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
@@ -32,13 +36,11 @@ from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+# How long a fetch waits for an id to arrive: also how soon a stop ends the fetching.
+FETCH_WAIT_SECONDS = 1
 
 
-class Executor:
-    """The worker's async side: an event loop in a thread, running the shared runner,
-    its lease keeper and the poller, which sends due and recovered jobs to Redis."""
-
+class Worker:
     def __init__(self, settings: Settings) -> None:
         self._engine = database_engine(settings)
         sessionmaker = create_sessionmaker(self._engine)
@@ -47,107 +49,153 @@ class Executor:
         self._poller = Poller(
             sessionmaker, self.backend, settings, self.runner.steady, schedules(settings)
         )
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
-        self._services: list[asyncio.Task[None]] = []
+        queue = self.backend.queue
+        self._queue_key, self._taken_key = queue.key, queue.intermediate_queue_key
+        self._redis = Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, decode_responses=True
+        )
+        # Only RQ's record of the worker, for `rq info` and rq-dashboard.
+        self.listing = RQWorker([queue], connection=self.backend.redis)
+        self._concurrency = settings.job_concurrency
+        self._grace_seconds = settings.job_shutdown_grace_seconds
+        self._running: set[asyncio.Task[None]] = set()
+        # Finished ids leave Redis together, in one round trip per batch.
+        self._forget = Batcher(self._forget_many)
+        self._outage = Outage(logger, "taking jobs from Redis")
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
 
-    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def start(self, worker: SimpleWorker) -> None:
-        self._thread.start()
-        self.call(self.backend.start())
-        self._services = self.call(self._start_services(worker))
-
-    async def _start_services(self, worker: SimpleWorker) -> list[asyncio.Task[None]]:
+    async def run(self) -> None:
+        """Take and run jobs until SIGTERM or SIGINT; then stop as the backends do."""
+        await self.backend.start()
         await self.runner.start()
-        return [
-            await self._poller.start(),
-            asyncio.create_task(self._keep_heartbeat(worker)),
-        ]
+        poller = await self._poller.start()
+        await asyncio.to_thread(self.listing.register_birth)
+        listed = asyncio.create_task(self._keep_listed())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal)
+        logger.info(
+            "worker %s taking jobs from queue %s, %d at a time",
+            self.listing.name,
+            self.backend.queue.name,
+            self._concurrency,
+        )
+        try:
+            await self._take_jobs()
+            await self._finish_running()
+        finally:
+            self._poller.stop()
+            await self.runner.stop(grace_seconds=0)
+            await asyncio.gather(*self._running, return_exceptions=True)
+            await self._forget.drained()
+            await asyncio.gather(poller, listed)
+            await asyncio.to_thread(self.listing.register_death)
+            await self._engine.dispose()
+            await self._redis.aclose()
+            await self.backend.stop(grace_seconds=0)
 
-    async def _keep_heartbeat(self, worker: SimpleWorker) -> None:
-        # RQ's worker heartbeats only between jobs when it runs them in its own process,
-        # as here; RQ's maintenance takes a worker silent for long for dead, so this
-        # task sends them while a job runs.
+    def _on_signal(self) -> None:
+        # The first signal gives running jobs the grace; a second one ends it at once.
+        # Either way, jobs still running are cancelled and queued again.
+        if self._stopping.is_set():
+            logger.warning("stopping at once: running jobs are queued again")
+            self._hurry.set()
+        else:
+            logger.info("stopping: running jobs get %g s to finish", self._grace_seconds)
+            self._stopping.set()
+
+    async def _take_jobs(self) -> None:
+        stopping = asyncio.create_task(self._stopping.wait())
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._running)
+            if free <= 0:
+                await asyncio.wait({*self._running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                job_ids = await self._fetch(free)
+            except (RedisError, OSError) as error:
+                self._outage.failed(error)
+                await asyncio.wait({stopping}, timeout=FETCH_WAIT_SECONDS)
+                continue
+            self._outage.ended()
+            if self._stopping.is_set():
+                # Taken as the stop came: not started now, so a poller sends them again.
+                await self._forget_many(job_ids)
+                return
+            for job_id in job_ids:
+                task = asyncio.create_task(self._run(job_id))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _fetch(self, count: int) -> list[str]:
+        """Up to `count` ids, moved onto the intermediate list; waits for the first."""
+        first = await self._redis.blmove(self._queue_key, self._taken_key, FETCH_WAIT_SECONDS)
+        if first is None:
+            return []
+        taken = [first]
+        if count > 1:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for _ in range(count - 1):
+                    pipe.lmove(self._queue_key, self._taken_key)
+                taken += [job_id for job_id in await pipe.execute() if job_id is not None]
+        return [str(job_id) for job_id in taken]
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            await self.runner.run(uuid.UUID(job_id))
+        finally:
+            # Whatever the outcome: a job the table queues again, a poller sends again.
+            await self._forget.submit(job_id)
+
+    async def _forget_many(self, job_ids: Sequence[str]) -> list[None]:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.lrem(self._taken_key, 1, job_id)
+                pipe.delete(*(RQJob.key_for(job_id) for job_id in job_ids))
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            # Left on the intermediate list, they are the poller's once a lease is over.
+            logger.warning("could not clear %d finished jobs from Redis: %s", len(job_ids), error)
+        return [None] * len(job_ids)
+
+    async def _finish_running(self) -> None:
+        """Wait for the running jobs within the grace, or until a second signal."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace_seconds
+        hurry = asyncio.create_task(self._hurry.wait())
+        while self._running and not hurry.done() and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(
+                {*self._running, hurry}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+        hurry.cancel()
+
+    async def _keep_listed(self) -> None:
+        # RQ's maintenance takes a worker whose heartbeat stops for dead.
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), WORKER_HEARTBEAT_SECONDS)
             if self._stopping.is_set():
                 return
             try:
-                await asyncio.to_thread(worker.heartbeat)
-            except Exception:
-                logger.warning("sending the worker's heartbeat failed; trying again", exc_info=True)
-
-    def run(self, job_id: uuid.UUID) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.runner.run(job_id), self.loop)
-        # Cancelled means stopped by shutdown: the runner has queued the job again.
-        with contextlib.suppress(concurrent.futures.CancelledError):
-            future.result()
-
-    def stop_running_jobs(self, grace_seconds: float) -> None:
-        """Give the running job the grace, then queue it again; returns at once."""
-        asyncio.run_coroutine_threadsafe(self.runner.stop(grace_seconds), self.loop)
-
-    def stop(self) -> None:
-        self.call(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.backend.redis.close()
-
-    async def _stop(self) -> None:
-        self._stopping.set()
-        self._poller.stop()
-        await self.runner.stop(grace_seconds=0)
-        await asyncio.gather(*self._services)
-        await self._engine.dispose()
-
-
-_executor: Executor | None = None
+                await asyncio.to_thread(self.listing.heartbeat)
+            except (RedisError, OSError) as error:
+                logger.warning("sending the worker's heartbeat to Redis failed: %s", error)
 
 
 def run_job(job_id: str) -> None:
-    """What RQ executes for every job."""
-    if _executor is None:
-        raise RuntimeError(f"jobs run in `python -m {__name__}`, not in `rq worker`")
-    _executor.run(uuid.UUID(job_id))
-
-
-class Worker(SimpleWorker):
-    """RQ's non-forking worker, with a grace period on shutdown."""
-
-    grace_seconds = 30.0
-
-    def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        # Warm shutdown: the current job gets the grace period, then it is cancelled and
-        # queued again. A second signal stops at once; the job is queued again then too.
-        if _executor is not None:
-            _executor.stop_running_jobs(self.grace_seconds)
-        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # RQ is untyped here
+    """What RQ's record of every job names; only this module's worker runs them."""
+    raise RuntimeError(f"jobs run in `python -m {__name__}`, not in `rq worker`")
 
 
 def main() -> None:
-    global _executor
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     if settings.metrics_port:
         metrics.serve(settings.metrics_host, settings.metrics_port)
-    _executor = Executor(settings)
-    worker = Worker([_executor.backend.queue], connection=_executor.backend.redis)
-    worker.grace_seconds = settings.job_shutdown_grace_seconds
-    _executor.start(worker)
-    try:
-        worker.work(logging_level=settings.log_level)
-    finally:
-        _executor.stop()
-        _executor = None
+    asyncio.run(Worker(settings).run())
 
 
 if __name__ == "__main__":
-    # Run main() of the module RQ imports by name, so run_job finds the executor there
-    # and not in this `__main__` copy.
-    from {{ cookiecutter.project_slug }} import worker
-
-    worker.main()
+    main()

@@ -1,7 +1,10 @@
 """Runs jobs inside the web process on an aiojobs Scheduler with bounded concurrency.
 
 Nothing is lost on a crash: the job table holds every job, and the poller picks up
-what a dead process left behind once its heartbeat is older than the lease.
+what a dead process left behind once its heartbeat is older than the lease. Memory is
+bounded too: past `JOB_PENDING_LIMIT` jobs waiting for a slot, new ones wait queued in
+the table, and the poller hands them over as slots free up. Submitting is refused
+only past `JOB_BACKLOG_LIMIT` due jobs in the table.
 """
 
 import asyncio
@@ -11,7 +14,8 @@ from collections.abc import Collection, Sequence
 
 import aiojobs
 
-from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.db import SessionMaker, database_unavailable
+from {{ cookiecutter.project_slug }}.jobs import reads
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
@@ -27,13 +31,20 @@ class Backend:
     def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
         self.runner = Runner(sessionmaker, settings, self.name)
         self._poller = Poller(sessionmaker, self, settings, self.runner.steady, schedules(settings))
+        self._sessionmaker = sessionmaker
         self._concurrency = settings.job_concurrency
         self._pending_limit = settings.job_pending_limit
+        self._backlog_limit = settings.job_backlog_limit
+        self._poll_seconds = settings.job_poll_seconds
         self._scheduler: aiojobs.Scheduler | None = None
         self._jobs: dict[uuid.UUID, aiojobs.Job[None]] = {}
         # The poller is not a job: it must not take a job's slot.
         self._poller_task: asyncio.Task[None] | None = None
         self._accepting = False
+        # Due jobs in the table, counted while the pending queue overflows (else 0).
+        self._overflowing = False
+        self._backlog = 0
+        self._counting: asyncio.Task[None] | None = None
 
     @property
     def scheduler(self) -> aiojobs.Scheduler:
@@ -59,15 +70,15 @@ class Backend:
     def check_accepting(self) -> None:
         if not self._accepting:
             raise JobsUnavailable("the service is shutting down")
-        if self.scheduler.pending_count >= self._pending_limit:
-            raise JobsUnavailable(f"{self.scheduler.pending_count} jobs are waiting already")
+        if self._backlog >= self._backlog_limit:
+            raise JobsUnavailable(f"{self._backlog} jobs are due and waiting already")
 
     def in_hand(self) -> Collection[uuid.UUID]:
         return self._jobs.keys()
 
     def free_slots(self) -> int:
-        # The poller takes only what can start at once; the pending queue is for requests.
-        return max(0, self._concurrency - len(self._jobs))
+        # Running and pending: the poller refills what requests left in the table.
+        return max(0, self._concurrency + self._pending_limit - len(self._jobs))
 
     async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
         for job_id in job_ids:
@@ -76,15 +87,42 @@ class Backend:
             # Scheduler.spawn waits while the pending queue is full; a request must not
             # hang on it, nor a poll that ends during shutdown spawn into a closed
             # scheduler. The job stays queued in the table and is picked up later.
-            if not self._accepting or self.scheduler.pending_count >= self._pending_limit:
+            if not self._accepting:
+                return
+            if self.scheduler.pending_count >= self._pending_limit:
+                self._overflow()
                 return
             self._jobs[job_id] = await self.scheduler.spawn(self._run(job_id))
+
+    def _overflow(self) -> None:
+        self._overflowing = True
+        if self._counting is None or self._counting.done():
+            self._counting = asyncio.create_task(self._count_backlog())
+
+    async def _count_backlog(self) -> None:
+        """While jobs overflow into the table, count them there once per poll interval."""
+        while self._overflowing and self._accepting:
+            try:
+                async with self._sessionmaker() as session:
+                    self._backlog = await reads.backlog(session)
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
+                # Submitting fails on its own then: the count can wait.
+            await asyncio.sleep(self._poll_seconds)
+        self._backlog = 0
 
     async def _run(self, job_id: uuid.UUID) -> None:
         try:
             await self.runner.run(job_id)
         finally:
             self._jobs.pop(job_id, None)
+            # Half the pending queue is free: time for jobs that wait in the table.
+            if (self._overflowing or self._poller.left_some) and (
+                self.scheduler.pending_count <= self._pending_limit // 2
+            ):
+                self._overflowing = False
+                self._poller.wake()
 
     def cancel(self, job_id: uuid.UUID) -> None:
         self.runner.cancel(job_id)
@@ -98,6 +136,8 @@ class Backend:
             if job.pending:
                 await job.close()
         await self.runner.stop(grace_seconds)
+        if self._counting is not None:
+            self._counting.cancel()
         await self.scheduler.close()
         self._jobs.clear()
         if self._poller_task is not None:

@@ -58,7 +58,14 @@ class Backend:
     def _spawn(self, job_id: uuid.UUID) -> None:
         task = asyncio.create_task(self.runner.run(job_id))
         self._jobs[job_id] = task
-        task.add_done_callback(lambda _: self._jobs.pop(job_id, None))
+        task.add_done_callback(lambda _: self._done(job_id))
+
+    def _done(self, job_id: uuid.UUID) -> None:
+        self._jobs.pop(job_id, None)
+        # Room for half a batch, and the table held more than the last poll took: a
+        # backlog (after a restart, say) drains as fast as jobs finish, not a batch a poll.
+        if self._poller.left_some and len(self._jobs) <= POLL_BATCH // 2:
+            self._poller.wake()
 
     def cancel(self, job_id: uuid.UUID) -> None:
         self.runner.cancel(job_id)

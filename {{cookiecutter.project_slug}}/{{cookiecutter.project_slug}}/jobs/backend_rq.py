@@ -14,7 +14,6 @@ from redis import Redis
 from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
-from rq.job import JobStatus as RQJobStatus
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
@@ -22,12 +21,10 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# What RQ runs for every job: the worker's way into the shared runner.
+# The function RQ's record of every job names; this project's worker reads only the id.
 RUN_JOB = "{{ cookiecutter.project_slug }}.worker.run_job"
 # The poller sends at most this many due jobs to Redis at a time.
 POLL_BATCH = 500
-WAITING = {RQJobStatus.QUEUED, RQJobStatus.SCHEDULED, RQJobStatus.DEFERRED}
-FAILED_JOB_TTL_SECONDS = 7 * 24 * 3600
 # Workers write RQ's heartbeat to Redis this often, busy or idle, so RQ's own
 # maintenance never takes a busy worker for dead.
 WORKER_HEARTBEAT_SECONDS = 10
@@ -72,10 +69,9 @@ class Backend:
 
     def _enqueue(self, job_ids: list[str]) -> None:
         known = RQJob.fetch_many(job_ids, connection=self.redis)
-        # A worker moves the job it takes to RQ's intermediate list, where it stays
-        # "queued" until started: a worker that dies in between leaves it there.
-        waiting = any(rq_job and rq_job.get_status(refresh=False) in WAITING for rq_job in known)
-        taken = set(self._intermediate.get_job_ids()) if waiting else set()
+        # A worker moves each id it takes onto RQ's intermediate list, and clears it there
+        # once the job is done: one that dies in between leaves it there.
+        taken = set(self._intermediate.get_job_ids()) if any(known) else set()
         to_send = [
             job_id
             for job_id, rq_job in zip(job_ids, known, strict=True)
@@ -84,44 +80,26 @@ class Backend:
         if not to_send:
             return
         for job_id in taken.intersection(to_send):
-            self._intermediate.remove(job_id)  # or RQ would later fail the one sent now
+            self._intermediate.remove(job_id)
         self.queue.enqueue_many(
-            [
-                Queue.prepare_data(
-                    RUN_JOB,
-                    args=(job_id,),
-                    job_id=job_id,
-                    # The runner enforces each job's own timeout.
-                    timeout=-1,
-                    # Results live in the job table; Redis keeps nothing after success.
-                    result_ttl=0,
-                    failure_ttl=FAILED_JOB_TTL_SECONDS,
-                )
-                for job_id in to_send
-            ]
+            [Queue.prepare_data(RUN_JOB, args=(job_id,), job_id=job_id) for job_id in to_send]
         )
 
     def _on_its_way(self, rq_job: RQJob | None, taken: bool) -> bool:
         if rq_job is None:
             return False
-        status = rq_job.get_status(refresh=False)
-        if status in WAITING and not taken:
-            return True
-        # The table says queued, yet a worker took or started the job: fine for a moment
-        # (the worker is about to claim it), but after a lease's length it has died.
-        if status == RQJobStatus.STARTED:
-            since = rq_job.started_at
-        elif taken:
-            since = rq_job.enqueued_at
-        else:
-            return False
+        if not taken:
+            return True  # waiting in the queue
+        # The table says queued, yet a worker took the job: fine for a moment (the worker
+        # is about to claim it), but after a lease's length it has died.
+        since = rq_job.enqueued_at
         return since is not None and (
             as_utc(since) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
         )
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Nothing to do here: a waiting job is skipped when a worker finds it cancelled,
-        and the worker running it stops it at its next lease renewal."""
+        and the worker running it stops it at its next heartbeat."""
 
     async def stop(self, grace_seconds: float) -> None:
         """The workers own running jobs; the web process only closes its connection."""

@@ -49,6 +49,12 @@ class Poller:
         self._outage = Outage(logger, "polling for due jobs")
         self._steady = steady
         self._stopped = asyncio.Event()
+        # Set by stop(){% if cookiecutter.job_backend != "rq" %} and wake(){% endif %}: ends the wait between polls early.
+        self._nudged = asyncio.Event()
+{%- if cookiecutter.job_backend != "rq" %}
+        # The last poll filled every free slot: more due jobs may wait in the table.
+        self.left_some = False
+{%- endif %}
 
     async def start(self) -> asyncio.Task[None]:
         """Poll now, then every interval in a task of its own, until stop(); returns that
@@ -60,7 +66,8 @@ class Poller:
     async def _poll_every_interval(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self._interval_seconds)
+                await asyncio.wait_for(self._nudged.wait(), self._interval_seconds)
+            self._nudged.clear()
             if self._stopped.is_set():
                 return
             await self._poll()
@@ -80,6 +87,15 @@ class Poller:
         """End the polling after the poll in progress, if any: never halfway through a
         write."""
         self._stopped.set()
+        self._nudged.set()
+{%- if cookiecutter.job_backend != "rq" %}
+
+    def wake(self) -> None:
+        """Poll now rather than at the end of the interval: the backend has room again
+        for jobs left in the table."""
+        self.left_some = False  # until that poll tells
+        self._nudged.set()
+{%- endif %}
 
     async def poll_once(self) -> None:
         async with self._sessionmaker() as session:
@@ -93,6 +109,9 @@ class Poller:
             if slots <= 0:
                 return
             due = await reads.due_job_ids(session, slots, self._backend.in_hand())
+{%- if cookiecutter.job_backend != "rq" %}
+        self.left_some = len(due) == slots
+{%- endif %}
         if due:
             await self._backend.dispatch(due)
 

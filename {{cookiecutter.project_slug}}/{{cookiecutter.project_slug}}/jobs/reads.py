@@ -147,6 +147,18 @@ async def due_job_ids(
     return [job_id for job_id in ids if job_id not in skip][:limit]
 
 
+async def backlog(session: AsyncSession) -> int:
+    """Queued jobs that are due: waiting for an executor, in memory or only in the table."""
+    due = await session.exec(
+        select(func.count()).where(
+            col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now()
+        )
+    )
+    count = due.one()
+    await session.commit()
+    return count
+
+
 async def live_executors(session: AsyncSession, lease_seconds: float) -> Sequence[Executor]:
     """The executors heard from within the lease, oldest first."""
     alive = col(Executor.heartbeat_at) >= clock.now(-lease_seconds)

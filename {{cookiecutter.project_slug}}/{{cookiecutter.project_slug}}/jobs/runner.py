@@ -1,6 +1,6 @@
 """The one runner that executes every job.
 
-The backend only decides where `Runner.run(job_id)` is awaited: {% if cookiecutter.job_backend == "create_task" %}in an asyncio task{% elif cookiecutter.job_backend == "aiojobs" %}in an aiojobs job{% else %}in an RQ worker{% endif %}.
+The backend only decides where `Runner.run(job_id)` is awaited: {% if cookiecutter.job_backend == "create_task" %}in an asyncio task{% elif cookiecutter.job_backend == "aiojobs" %}in an aiojobs job{% else %}in an RQ worker, several at a time{% endif %}.
 Claiming, the executor's heartbeat, timeouts, retries with backoff, cancellation and the
 recording of results are all here, once.
 
@@ -30,9 +30,7 @@ from structlog.contextvars import bound_contextvars, clear_contextvars
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
-{%- if cookiecutter.job_backend != "rq" %}
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
-{%- endif %}
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     TASKS,
     FailureHook,
@@ -81,12 +79,10 @@ class Runner:
         self._lease_seconds = settings.job_lease_seconds
         self.executor_id = uuid.uuid4()
         self._backend = backend
-{%- if cookiecutter.job_backend != "rq" %}
         # Jobs started or finished at the same moment share their claim's transaction,
         # and their results' transaction: under load, two commits per batch, not per job.
         self._claims = Batcher(self._claim)
         self._successes = Batcher(self._record_successes)
-{%- endif %}
         # Every job this process is claiming or running, by id: one attempt at a time.
         self._attempts: dict[uuid.UUID, _Attempt] = {}
         self._outage = Outage(logger, "running jobs")
@@ -137,12 +133,7 @@ class Runner:
         attempt = self._attempts[job_id] = _Attempt(current)
         try:
             try:
-{%- if cookiecutter.job_backend == "rq" %}
-                # The worker runs one job at a time: nothing to share a transaction with.
-                [job] = await self._claim([job_id])
-{%- else %}
                 job = await self._claims.submit(job_id)
-{%- endif %}
             except Exception as error:
                 if not database_unavailable(error):
                     raise
@@ -222,10 +213,8 @@ class Runner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-{%- if cookiecutter.job_backend != "rq" %}
         # A result write does not stop with the jobs cancelled while waiting for it.
         await self._successes.drained()
-{%- endif %}
         self._stopped.set()
         if self._heartbeat is not None:
             await self._heartbeat
@@ -286,12 +275,7 @@ class Runner:
             )
             return
         attempt.finishing = True
-{%- if cookiecutter.job_backend == "rq" %}
-        success = [writes.Success(job.id, result)]
-        [recorded] = await self._write(lambda: self._record_successes(success))
-{%- else %}
         recorded = await self._write(lambda: self._successes.submit(writes.Success(job.id, result)))
-{%- endif %}
         if not recorded:
             self._log_rejected(job)
             return
