@@ -1,10 +1,13 @@
 """Baselines for the HTTP cases: a bare FastAPI app, on the baked project's own database
 code, models and request model, that does only the one thing measured and nothing else.
 
-  POST /api/v1/emails  validate and insert the email row (no job, no middleware)
+  POST /api/v1/emails  the usual first pattern: validate and insert the email row, then
+                       asyncio.create_task a sender that marks it sent (no job row, no
+                       middleware, nothing kept through a restart)
   POST /upload         stream the request body to a file, then delete it
 """
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, status
 from job_service.api.emails import EmailCreate
 from job_service.db import SessionMaker, create_engine, create_sessionmaker
-from job_service.models import Email
+from job_service.models import Email, EmailStatus, utcnow
 from job_service.settings import get_settings
 
 
@@ -26,6 +29,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
+# Strong references: the event loop keeps only weak ones to its tasks.
+sending: set[asyncio.Task[None]] = set()
 
 
 @app.get("/health")
@@ -40,7 +45,19 @@ async def create_email(payload: EmailCreate, request: Request) -> dict[str, str]
         email = Email(**payload.model_dump())
         session.add(email)
         await session.commit()
+    task = asyncio.create_task(mark_sent(sessionmaker, email.id))
+    sending.add(task)
+    task.add_done_callback(sending.discard)
     return {"id": str(email.id)}
+
+
+async def mark_sent(sessionmaker: SessionMaker, email_id: uuid.UUID) -> None:
+    """What the console sender does: the email goes to the log, the row says sent."""
+    async with sessionmaker() as session:
+        email = await session.get(Email, email_id)
+        if email is not None:
+            email.status, email.sent_at = EmailStatus.SENT, utcnow()
+            await session.commit()
 
 
 @app.post("/upload")

@@ -137,14 +137,19 @@ async def raw_rq(jobs: int, size: int) -> float:
     from rq import Queue
 
     settings = Settings()
-    path = make_url(settings.database_url).database
+    url = make_url(settings.database_url)
+    # What the forked job connects with: a SQLite file's path, or a plain PostgreSQL URL.
+    if url.get_backend_name() == "sqlite":
+        target = str(url.database)
+    else:
+        target = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with Redis.from_url(settings.redis_url) as redis:
         queue = Queue(settings.rq_queue, connection=redis)
         async with database() as sessionmaker:
             started = time.perf_counter()
             for count in groups(jobs, size):
                 for job_id in await insert(sessionmaker, count):
-                    queue.enqueue("rq_raw.mark_done", path, job_id.hex, result_ttl=0)
+                    queue.enqueue("rq_raw.mark_done", target, job_id.hex, result_ttl=0)
             await wait_for_all(sessionmaker, jobs)
             return time.perf_counter() - started
 

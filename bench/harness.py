@@ -39,15 +39,15 @@ class Stats:
         return cls(statistics.median(values), min(values), max(values), len(values))
 
 
-def bake(backend: str, output: Path) -> Path:
-    """The backend's default project (SQLite), rendered only; returns its folder."""
-    project = output / backend
+def bake(backend: str, output: Path, database: str = "sqlite") -> Path:
+    """The backend's default project on `database`, rendered only; returns its folder."""
+    project = output / f"{backend}-{database}"
     shutil.rmtree(project, ignore_errors=True)
     cookiecutter(
         str(TEMPLATE),
         no_input=True,
         output_dir=str(project),
-        extra_context={"job_backend": backend},
+        extra_context={"job_backend": backend, "database": database},
     )
     return project / SLUG
 
@@ -65,13 +65,12 @@ def environment(project: Path, **variables: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **QUIET, **variables}
 
 
-def migrated_database(project: Path, path: Path) -> None:
-    """A fresh SQLite database at `path`, migrated to head."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def migrated_database(project: Path, url: str) -> None:
+    """The empty database at `url` (SQLite or PostgreSQL), migrated to head."""
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],
         cwd=project,
-        env=environment(project, DATABASE_URL=f"sqlite+aiosqlite:///{path}"),
+        env=environment(project, DATABASE_URL=url),
         check=True,
         capture_output=True,
     )

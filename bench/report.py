@@ -12,7 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # after choosing the backend
 
-LIBRARIES = ("fastapi", "uvicorn", "sqlalchemy", "aiosqlite", "aiojobs", "rq", "redis")
+LIBRARIES = ("fastapi", "uvicorn", "sqlalchemy", "aiosqlite", "asyncpg", "aiojobs", "rq", "redis")
+PEER_LIBRARIES = ("saq", "taskiq", "dramatiq", "celery", "arq", "procrastinate")
 
 
 def machine() -> dict[str, Any]:
@@ -30,8 +31,20 @@ def machine() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "redis_server": redis.stdout.split()[2].removeprefix("v=") if redis.stdout else "?",
-        "libraries": {name: metadata.version(name) for name in LIBRARIES},
+        "libraries": {name: metadata.version(name) for name in LIBRARIES + PEER_LIBRARIES},
+        "postgresql": postgres_version(),
     }
+
+
+def postgres_version() -> str:
+    try:
+        done = subprocess.run(["postgres", "--version"], capture_output=True, text=True)
+    except FileNotFoundError:
+        from pg_server import bindir  # Debian keeps the server off PATH
+
+        done = subprocess.run([bindir() / "postgres", "--version"], capture_output=True, text=True)
+    # "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+    return done.stdout.split()[2] if done.stdout else "?"
 
 
 def figure(stats: dict[str, float], digits: int = 0) -> str:
@@ -58,10 +71,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"`{results['command']}` on {results['date']}, {results['seconds']:.0f} s in all. "
         "Figures are medians, with min-max, of several runs; every case is measured next "
         "to its raw baseline in the same run. Services run their default SQLite project, "
-        "one uvicorn process, at LOG_LEVEL=WARNING.",
+        "one uvicorn process, at LOG_LEVEL=WARNING, unless a row names PostgreSQL "
+        "(a server the bench starts, fsync on).",
         "",
         f"Machine: {host['cpus']} CPUs ({host['cpu']}), {host['system']}, Python "
-        f"{host['python']}, SQLite {results['sqlite']}, redis-server {host['redis_server']}; "
+        f"{host['python']}, SQLite {results['sqlite']}, PostgreSQL {host['postgresql']}, "
+        f"redis-server {host['redis_server']} (no persistence); "
         f"{libraries}.",
         "",
         "## 1. Bake (render only, no installs)",
@@ -93,14 +108,14 @@ def markdown(results: dict[str, Any]) -> str:
         "`submit_many`, one transaction for the group, as a fan-out does. The baselines "
         "insert the same groups.",
         "",
-        "| backend | submitted | jobs | jobs/s | p50 ms | p99 ms | baseline | its jobs/s "
-        "| its p50 ms | its p99 ms | vs baseline |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| backend | database | submitted | jobs | jobs/s | p50 ms | p99 ms | baseline "
+        "| its jobs/s | its p50 ms | its p99 ms | vs baseline |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in cases["e2e"]:
         ours, theirs = row["service"], row["baseline"]
         lines.append(
-            f"| {row['backend']} | {submitted(row)} | {row['jobs']} | "
+            f"| {row['backend']} | {row['database']} | {submitted(row)} | {row['jobs']} | "
             f"{figure(ours['jobs_per_second'])} | "
             f"{figure(ours['p50_ms'], 1)} | {figure(ours['p99_ms'], 1)} | "
             f"{row['baseline_name']} | {figure(theirs['jobs_per_second'])} | "
@@ -156,26 +171,87 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['variant']} | {figure(row['ms'], 1)} | {row['queries']:.0f} |"
             for row in cases["dashboard"]
         ]
+    if "peers" in cases:
+        lines += peers(cases)
     return "\n".join(lines) + "\n"
 
 
+def peers(cases: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## 8. Peers: the job systems users pick instead",
+        "",
+        "Each runs its standard worker command as 2 processes with the concurrency shown, "
+        "on the same redis-server and PostgreSQL, with the same empty job body; timed from "
+        "the first enqueue until the peer's own status API says the last job is done. Runs "
+        "interleave with the other peers'.",
+        "",
+        "| system | keeps | concurrency | jobs | jobs/s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {row['name']} | {row['keeps']} | {row['concurrency']} | {row['jobs']} | "
+        f"{figure(row['service']['jobs_per_second'])} |"
+        for row in cases["peers"]
+    ]
+    if "e2e" not in cases:
+        return lines
+    lines += [
+        "",
+        "Against them (the e2e rows of section 3, same run):",
+        "",
+        "| ours | jobs/s | against | its jobs/s | ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {label} | {ours:.0f} | {name} | {theirs:.0f} | {ours / theirs:.2f}x |"
+        for label, ours, name, theirs in comparisons(cases)
+    ]
+    return lines
+
+
+def comparisons(cases: dict[str, Any]) -> list[tuple[str, float, str, float]]:
+    """Each e2e row against Celery, and against the fastest peer that keeps a PostgreSQL
+    row (the same durability), submitted the same way: one by one, or in groups."""
+    rate = {row["name"]: row["service"]["jobs_per_second"]["median"] for row in cases["peers"]}
+    on_postgres = [row["name"] for row in cases["peers"] if row["server"] == "postgresql"]
+    one_by_one = [name for name in on_postgres if "at a time" not in name]
+    rows = []
+    for row in cases["e2e"]:
+        label = f"{row['backend']}, {row['database']}, {submitted(row)}"
+        ours = row["service"]["jobs_per_second"]["median"]
+        durable = max(
+            one_by_one if row["per_transaction"] == 1 else on_postgres, key=rate.__getitem__
+        )
+        for name in ("Celery on Redis", durable):
+            rows.append((label, ours, name, rate[name]))
+    return rows
+
+
 def chart(results: dict[str, Any], path: Path) -> None:
-    rows = results["cases"]["e2e"]
-    labels = [f"{row['backend']}\n{submitted(row)}" for row in rows]
+    """The e2e rows beside their raw baselines, then the peers, in jobs/s."""
+    rows, peer_rows = results["cases"]["e2e"], results["cases"].get("peers", [])
+    labels = [f"{row['backend']}\n{row['database']}\n{submitted(row)}" for row in rows]
+    labels += [row["name"].replace(" on ", "\n").replace(", ", "\n") for row in peer_rows]
     ours = [row["service"]["jobs_per_second"]["median"] for row in rows]
     theirs = [row["baseline"]["jobs_per_second"]["median"] for row in rows]
-    positions = range(len(rows))
-    figure_, axes = plt.subplots(figsize=(9, 4.5), dpi=120)
+    others = [row["service"]["jobs_per_second"]["median"] for row in peer_rows]
     width = 0.38
-    axes.bar([p - width / 2 for p in positions], ours, width, label="baked service")
-    axes.bar([p + width / 2 for p in positions], theirs, width, label="raw baseline")
-    for position, value in zip(positions, ours, strict=True):
-        axes.annotate(f"{value:.0f}", (position - width / 2, value), ha="center", va="bottom")
-    for position, value in zip(positions, theirs, strict=True):
-        axes.annotate(f"{value:.0f}", (position + width / 2, value), ha="center", va="bottom")
-    axes.set_xticks(list(positions), labels)
+    bars: list[tuple[list[float], list[float], str]] = [
+        ([p - width / 2 for p in range(len(rows))], ours, "baked service"),
+        ([p + width / 2 for p in range(len(rows))], theirs, "raw baseline"),
+        ([float(len(rows) + p) for p in range(len(peer_rows))], others, "peer"),
+    ]
+    figure_, axes = plt.subplots(figsize=(18, 6), dpi=110)
+    for positions, values, label in bars:
+        if not values:
+            continue
+        axes.bar(positions, values, width, label=label)
+        for position, value in zip(positions, values, strict=True):
+            axes.annotate(f"{value:.0f}", (position, value), ha="center", va="bottom", fontsize=7)
+    axes.set_xticks(range(len(labels)), labels, fontsize=7)
     axes.set_ylabel("jobs/s, end to end (median)")
-    axes.set_title(f"End-to-end throughput, SQLite, {results['machine']['cpus']} CPUs")
+    axes.set_title(f"End-to-end throughput, {results['machine']['cpus']} CPUs")
     axes.legend()
     figure_.tight_layout()
     figure_.savefig(path)

@@ -7,7 +7,8 @@ Bakes each backend's default project (SQLite) into a temporary folder and measur
   2. enqueue    POST /api/v1/emails under a bounded load, against a bare endpoint that
                 inserts the same row
   3. e2e        N jobs from submission until all are `succeeded`, against the raw
-                library running the same body with the same writes
+                library running the same body with the same writes, on SQLite and on
+                PostgreSQL
   4. batch      100,000 items through POST /api/v1/batches, against a plain loop over
                 the same item function
   5. upload     a 1 GiB upload: MB/s and the server's peak memory, against a bare
@@ -16,11 +17,14 @@ Bakes each backend's default project (SQLite) into a temporary folder and measur
                 bare FastAPI app
   7. dashboard  each dashboard page over 100,000 job rows: render time and SQL
                 statements, against the JSON list of the same jobs
+  8. peers      the job systems users pick instead (bench/peers), N jobs each on the
+                same servers, interleaved run by run, beside the e2e rows
 
-Writes bench/results/latest.md, latest.json and latest.png. Servers listen on 127.0.0.1
-and are stopped at the end. `--smoke` runs every case once with tiny counts, to keep the
-harness working; its figures mean nothing. `--only enqueue,e2e` measures some cases and
-writes their figures to only.json, to compare one change before and after.
+Writes bench/results/latest.md, latest.json and latest.png. Servers (redis-server, and
+PostgreSQL with fsync on) listen on 127.0.0.1 and are stopped at the end. `--smoke` runs
+every case once with tiny counts, to keep the harness working; its figures mean nothing.
+`--only enqueue,e2e` measures some cases and writes their figures to only.json, to
+compare one change before and after.
 
 Usage: python bench/run.py [--smoke] [--only CASES] [--output bench/results]
 """
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import report
 from harness import (
     BACKENDS,
@@ -55,6 +60,8 @@ from harness import (
     redis_server,
     serving,
 )
+from peers import PEERS, measure
+from pg_server import postgres_server
 from redis import Redis
 from rq import Worker
 
@@ -68,8 +75,9 @@ class Counts:
     jobs: int = 2000
     # The second end-to-end row of each in-process backend submits this many at a time.
     jobs_per_transaction: int = 100
-    rq_jobs: int = 500
     rq_workers: int = 2
+    # RQ's stock worker forks for every job: tens of jobs/s, so fewer for its baseline.
+    rq_baseline_jobs: int = 500
     e2e_runs: int = 3
     batch_items: int = 100_000
     batch_runs: int = 3
@@ -87,7 +95,7 @@ SMOKE = Counts(
     http_runs=1,
     jobs=20,
     jobs_per_transaction=5,
-    rq_jobs=10,
+    rq_baseline_jobs=10,
     e2e_runs=1,
     batch_items=1000,
     batch_runs=1,
@@ -97,7 +105,8 @@ SMOKE = Counts(
     dashboard_jobs=200,
     dashboard_runs=1,
 )
-CASES = ("bake", "enqueue", "e2e", "batch", "upload", "idle", "dashboard")
+CASES = ("bake", "enqueue", "e2e", "batch", "upload", "idle", "dashboard", "peers")
+DATABASES = ("sqlite", "postgresql")
 EMAIL = {"to": "ada@example.com", "subject": "Welcome", "body": "Hello, Ada."}
 Row = dict[str, Any]
 
@@ -114,24 +123,47 @@ class Bench:
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(parents=True)
+        # The SQLite projects, by backend; PostgreSQL's only in the e2e case.
         self.projects = {backend: bake(backend, work / "projects") for backend in BACKENDS}
+        self.pg_projects = {
+            backend: bake(backend, work / "projects", "postgresql") for backend in BACKENDS
+        }
         self.redis_url = ""
+        self.postgres_url = ""
+        self.pg_migrated: set[str] = set()
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
-    def database(self, backend: str) -> str:
+    def database(self, backend: str, database: str = "sqlite") -> str:
         """A fresh database for one run: a copy of one migrated per backend."""
+        if database == "postgresql":
+            return self.pg_database(backend)
         template = self.work / "db" / backend / "migrated.db"
         if not template.exists():
-            migrated_database(self.projects[backend], template)
+            template.parent.mkdir(parents=True, exist_ok=True)
+            migrated_database(self.projects[backend], f"sqlite+aiosqlite:///{template}")
         copy = template.with_name(f"{uuid.uuid4().hex}.db")
         shutil.copyfile(template, copy)
         return f"sqlite+aiosqlite:///{copy}"
 
-    def service_settings(self, backend: str) -> dict[str, str]:
+    def pg_database(self, backend: str) -> str:
+        """A fresh PostgreSQL database, created from one migrated per backend."""
+        template, name = f"migrated_{backend}", f"run_{uuid.uuid4().hex}"
+        server = self.postgres_url.rsplit("/", 1)[0].replace(
+            "postgresql://", "postgresql+asyncpg://"
+        )
+        with psycopg.connect(self.postgres_url, autocommit=True) as connection:
+            if template not in self.pg_migrated:
+                connection.execute(f"CREATE DATABASE {template}")
+                migrated_database(self.pg_projects[backend], f"{server}/{template}")
+                self.pg_migrated.add(template)
+            connection.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        return f"{server}/{name}"
+
+    def service_settings(self, backend: str, database: str = "sqlite") -> dict[str, str]:
         settings = {
-            "DATABASE_URL": self.database(backend),
+            "DATABASE_URL": self.database(backend, database),
             "JOB_PENDING_LIMIT": str(10 * self.counts.jobs),
             "JOB_SHUTDOWN_GRACE_SECONDS": "1",
             "STORAGE_DIR": str(self.work / "storage"),
@@ -227,10 +259,15 @@ class Bench:
     # ---- 3. end to end ---------------------------------------------------------------
 
     def e2e(
-        self, backend: str, mode: str, jobs: int, settings: dict[str, str], per_transaction: int = 1
+        self,
+        project: Path,
+        mode: str,
+        jobs: int,
+        settings: dict[str, str],
+        per_transaction: int = 1,
     ) -> dict[str, float]:
         arguments = [mode, "--jobs", str(jobs), "--per-transaction", str(per_transaction)]
-        output = python(self.projects[backend], "e2e.py", *arguments, **settings)
+        output = python(project, "e2e.py", *arguments, **settings)
         result: dict[str, float] = json.loads(output)
         return result
 
@@ -245,38 +282,45 @@ class Bench:
                 time.sleep(0.05)
 
     def e2e_case(self) -> list[Row]:
+        return [row for database in DATABASES for row in self.e2e_rows(database)]
+
+    def e2e_rows(self, database: str) -> list[Row]:
+        counts = self.counts
+        projects = self.projects if database == "sqlite" else self.pg_projects
+        sizes = (1, counts.jobs_per_transaction)
         rows: list[Row] = []
         for backend in ("create_task", "aiojobs"):
-            for per_transaction in (1, self.counts.jobs_per_transaction):
+            for per_transaction in sizes:
 
-                def service(run: int, backend: str = backend, size: int = per_transaction) -> Any:
-                    settings = self.service_settings(backend)
-                    return self.e2e(backend, "service", self.counts.jobs, settings, size)
-
-                def raw(run: int, backend: str = backend, size: int = per_transaction) -> Any:
-                    settings = self.service_settings(backend)
-                    return self.e2e(backend, f"raw-{backend}", self.counts.jobs, settings, size)
+                def measure(
+                    run: int, mode: str, backend: str = backend, size: int = per_transaction
+                ) -> Any:
+                    settings = self.service_settings(backend, database)
+                    return self.e2e(projects[backend], mode, counts.jobs, settings, size)
 
                 rows.append(
                     {
                         "backend": backend,
-                        "jobs": self.counts.jobs,
+                        "database": database,
+                        "jobs": counts.jobs,
                         "per_transaction": per_transaction,
-                        "service": runs(self.counts.e2e_runs, service),
-                        "baseline": runs(self.counts.e2e_runs, raw),
+                        "service": runs(counts.e2e_runs, partial(measure, mode="service")),
+                        "baseline": runs(counts.e2e_runs, partial(measure, mode=f"raw-{backend}")),
                         "baseline_name": f"raw {backend}",
                     }
                 )
 
-        def rq(mode: str, command: Callable[[str], list[str]]) -> Callable[[int], dict[str, float]]:
+        def rq(
+            mode: str, command: Callable[[str], list[str]], jobs: int, size: int
+        ) -> Callable[[int], dict[str, float]]:
             def measure(run: int) -> dict[str, float]:
-                settings = self.service_settings("rq")
-                queue, log = settings["RQ_QUEUE"], self.log(f"e2e-{mode}")
-                project, count = self.projects["rq"], self.counts.rq_workers
+                settings = self.service_settings("rq", database)
+                log = self.log(f"e2e-{mode}-{database}")
                 # Started and registered before the clock starts.
-                with processes(project, command(queue), count, log, **settings):
-                    self.wait_for_workers(queue)
-                    return self.e2e("rq", mode, self.counts.rq_jobs, settings)
+                workers = command(settings["RQ_QUEUE"])
+                with processes(projects["rq"], workers, counts.rq_workers, log, **settings):
+                    self.wait_for_workers(settings["RQ_QUEUE"])
+                    return self.e2e(projects["rq"], mode, jobs, settings, size)
 
             return measure
 
@@ -287,17 +331,48 @@ class Bench:
             # RQ's own command line and its default, forking worker.
             return [sys.executable, "-m", "rq.cli", "worker", "--url", self.redis_url, queue]
 
-        rows.append(
-            {
-                "backend": "rq",
-                "jobs": self.counts.rq_jobs,
-                "per_transaction": 1,
-                "service": runs(self.counts.e2e_runs, rq("service", ours)),
-                "baseline": runs(self.counts.e2e_runs, rq("raw-rq", stock)),
-                "baseline_name": f"stock forking rq worker x{self.counts.rq_workers}",
-            }
-        )
+        # Measured once, one by one: forking per job is its limit however jobs are sent.
+        baseline = runs(counts.e2e_runs, rq("raw-rq", stock, counts.rq_baseline_jobs, 1))
+        for per_transaction in sizes:
+            service = rq("service", ours, counts.jobs, per_transaction)
+            rows.append(
+                {
+                    "backend": "rq",
+                    "database": database,
+                    "jobs": counts.jobs,
+                    "per_transaction": per_transaction,
+                    "service": runs(counts.e2e_runs, service),
+                    "baseline": baseline,
+                    "baseline_name": f"stock forking rq worker x{counts.rq_workers}, "
+                    f"{counts.rq_baseline_jobs} jobs one by one",
+                }
+            )
         return rows
+
+    # ---- 8. peers --------------------------------------------------------------------
+
+    def peers_case(self) -> list[Row]:
+        counts, work = self.counts, self.work / "peers"
+        # A Redis database of their own: each peer's run starts by emptying it.
+        redis_url = self.redis_url.rsplit("/", 1)[0] + "/1"
+        figures: dict[str, list[dict[str, float]]] = {peer.name: [] for peer in PEERS}
+        # Interleaved: a drift of the machine's speed during the case touches every peer.
+        for _ in range(counts.e2e_runs):
+            for peer in PEERS:
+                figures[peer.name].append(
+                    measure(peer, counts.jobs, redis_url, self.postgres_url, work)
+                )
+        return [
+            {
+                **asdict(peer),
+                "jobs": counts.jobs,
+                "service": {
+                    key: Stats.of([run[key] for run in figures[peer.name]])
+                    for key in figures[peer.name][0]
+                },
+            }
+            for peer in PEERS
+        ]
 
     # ---- 4. batch --------------------------------------------------------------------
 
@@ -426,7 +501,10 @@ class Bench:
         ]
 
     def run(self, names: list[str]) -> dict[str, Any]:
-        with redis_server(self.log("redis")) as self.redis_url:
+        with (
+            redis_server(self.log("redis")) as self.redis_url,
+            postgres_server(self.work / "postgresql", self.log("postgresql")) as self.postgres_url,
+        ):
             cases: dict[str, Any] = {}
             for name in names:
                 case: Callable[[], list[Row]] = getattr(self, f"{name}_case")

@@ -7,9 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TEMPLATE_DIR, require_binary
+from tests.conftest import PROJECT_TEMPLATE, TEMPLATE_DIR, load_module, require_binary
 
-CASES = {"bake", "enqueue", "e2e", "batch", "upload", "idle", "dashboard"}
+CASES = {"bake", "enqueue", "e2e", "batch", "upload", "idle", "dashboard", "peers"}
+PEERS = [
+    "SAQ on Redis",
+    "taskiq on Redis",
+    "Dramatiq on Redis",
+    "Celery on Redis",
+    "ARQ on Redis",
+    "SAQ on PostgreSQL",
+    "Procrastinate on PostgreSQL",
+    "Procrastinate on PostgreSQL, 100 at a time",
+]
 
 
 def numbers(value: object) -> list[float]:
@@ -22,6 +32,9 @@ def numbers(value: object) -> list[float]:
 
 def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -> None:
     require_binary("redis-server")
+    # The bench starts a PostgreSQL server for the e2e rows and the peers that keep one.
+    if load_module(PROJECT_TEMPLATE / "tests" / "pg_server.py").find_bindir() is None:
+        require_binary("initdb")
     done = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--output", str(tmp_path)],
         cwd=TEMPLATE_DIR,
@@ -34,14 +47,19 @@ def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -
     results = json.loads((tmp_path / "latest.json").read_text())
     cases = results["cases"]
     assert set(cases) == CASES
-    # In process, one by one and in groups (5 at a time in the smoke run); rq one by one.
-    assert [(row["backend"], row["per_transaction"]) for row in cases["e2e"]] == [
-        ("create_task", 1),
-        ("create_task", 5),
-        ("aiojobs", 1),
-        ("aiojobs", 5),
-        ("rq", 1),
+    # Every backend one by one and in groups (5 at a time in the smoke run), on both
+    # databases.
+    assert [(row["backend"], row["database"], row["per_transaction"]) for row in cases["e2e"]] == [
+        (backend, database, size)
+        for database in ("sqlite", "postgresql")
+        for backend in ("create_task", "aiojobs", "rq")
+        for size in (1, 5)
     ]
+    # Every peer measured through its own API, saying what it keeps.
+    assert [row["name"] for row in cases["peers"]] == PEERS
+    assert all(
+        row["keeps"] and row["service"]["jobs_per_second"]["median"] > 0 for row in cases["peers"]
+    )
     # Every case has its baseline beside it.
     for case in ("bake", "enqueue", "upload", "idle", "dashboard"):
         assert sum(bool(row.get("baseline")) for row in cases[case]) == 1, case
@@ -54,6 +72,13 @@ def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -
     report = (tmp_path / "latest.md").read_text()
     # Each dashboard page was served, and read the database.
     assert all(row["queries"] >= 1 for row in cases["dashboard"])
-    for heading in ("## 1. Bake", "## 2. Enqueue", "## 3. End to end", "## 6. Idle", "## 7."):
+    for heading in (
+        "## 1. Bake",
+        "## 2. Enqueue",
+        "## 3. End to end",
+        "## 6. Idle",
+        "## 7.",
+        "## 8.",
+    ):
         assert heading in report
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
