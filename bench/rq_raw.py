@@ -1,6 +1,7 @@
 """Raw RQ: the function the stock forking `rq worker` runs for each job. It marks the
 job's row done, as the usual pattern does, with a connection of its own (a fork per job
-keeps nothing between jobs): sqlite3 for a file path, psycopg for a PostgreSQL URL."""
+keeps nothing between jobs): sqlite3 for a file path, psycopg for a PostgreSQL URL.
+bench/rq_stock.py imports it before the worker forks."""
 
 import sqlite3
 from datetime import UTC, datetime

@@ -77,7 +77,7 @@ class Counts:
     jobs_per_transaction: int = 100
     rq_workers: int = 2
     # RQ's stock worker forks for every job: tens of jobs/s, so fewer for its baseline.
-    rq_baseline_jobs: int = 500
+    rq_baseline_jobs: int = 300
     e2e_runs: int = 3
     batch_items: int = 100_000
     batch_runs: int = 3
@@ -329,7 +329,8 @@ class Bench:
 
         def stock(queue: str) -> list[str]:
             # RQ's own command line and its default, forking worker.
-            return [sys.executable, "-m", "rq.cli", "worker", "--url", self.redis_url, queue]
+            worker = [sys.executable, str(BENCH / "rq_stock.py"), "worker"]
+            return [*worker, "--url", self.redis_url, queue]
 
         # Measured once, one by one: forking per job is its limit however jobs are sent.
         baseline = runs(counts.e2e_runs, rq("raw-rq", stock, counts.rq_baseline_jobs, 1))
