@@ -1,6 +1,7 @@
 """The command line as an operator runs it, in a process of its own, on the test's
 database and the running service's jobs: `python -m {{ cookiecutter.project_slug }} ...`."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,11 +19,20 @@ from tests import tasks
 from tests.test_jobs import FINISHED, submit, wait_for
 
 
-def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+async def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # Wide, so that no id is folded across lines.
     env = os.environ | {"DATABASE_URL": settings.database_url, "COLUMNS": "250"} | env
     command = [sys.executable, "-m", "{{ cookiecutter.project_slug }}", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    # Awaited, not run blocking: the service in this process keeps its event loop, so
+    # no write of its own waits for the command to end while the command waits for it.
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    output, errors = stdout.decode(), stderr.decode()
+    return subprocess.CompletedProcess(command, process.returncode, output, errors)
 
 
 async def test_jobs_are_listed_and_shown_and_an_unknown_one_exits_1(
@@ -30,17 +40,17 @@ async def test_jobs_are_listed_and_shown_and_an_unknown_one_exits_1(
 ) -> None:
     job = await submit(control, sessionmaker, tasks.add.new_job(a=20, b=22))
     await wait_for(control, job.id, *FINISHED)
-    listed = cli(settings, "jobs", "list", "--status", "succeeded")
+    listed = await cli(settings, "jobs", "list", "--status", "succeeded")
     assert listed.returncode == 0, listed.stderr
     assert str(job.id) in listed.stdout
     assert "add" in listed.stdout
-    shown = cli(settings, "jobs", "show", str(job.id))
+    shown = await cli(settings, "jobs", "show", str(job.id))
     assert shown.returncode == 0, shown.stderr
     assert all(text in shown.stdout for text in ("succeeded", '{"a": 20, "b": 22}', "42"))
-    unknown = cli(settings, "jobs", "show", str(uuid.uuid4()))
+    unknown = await cli(settings, "jobs", "show", str(uuid.uuid4()))
     assert (unknown.returncode, unknown.stdout) == (1, "")
     assert "no job with id" in unknown.stderr
-    assert cli(settings, "jobs", "show", "not-an-id").returncode == 2
+    assert (await cli(settings, "jobs", "show", "not-an-id")).returncode == 2
 
 
 async def test_a_job_is_cancelled_and_retried_and_a_finished_one_refused(
@@ -48,16 +58,17 @@ async def test_a_job_is_cancelled_and_retried_and_a_finished_one_refused(
 ) -> None:
     job = tasks.add.new_job(a=1, b=2, delay=timedelta(hours=1))
     later = await submit(control, sessionmaker, job)
-    assert cli(settings, "jobs", "cancel", str(later.id)).returncode == 0
+    assert (await cli(settings, "jobs", "cancel", str(later.id))).returncode == 0
     assert (await control.get(later.id)).status == JobStatus.CANCELLED
-    assert cli(settings, "jobs", "cancel", str(later.id)).returncode == 0, "cancelled already"
-    assert cli(settings, "jobs", "retry", str(later.id)).returncode == 0
+    again = await cli(settings, "jobs", "cancel", str(later.id))
+    assert again.returncode == 0, "cancelled already"
+    assert (await cli(settings, "jobs", "retry", str(later.id))).returncode == 0
     # Queued again and due now: the service's poller runs it.
     assert (await wait_for(control, later.id, *FINISHED)).result == 3
-    refused = cli(settings, "jobs", "cancel", str(later.id))
+    refused = await cli(settings, "jobs", "cancel", str(later.id))
     assert refused.returncode == 1
     assert "is succeeded; only queued or running jobs can be cancelled" in refused.stderr
-    assert cli(settings, "jobs", "retry", str(later.id)).returncode == 1
+    assert (await cli(settings, "jobs", "retry", str(later.id))).returncode == 1
 
 
 async def test_failed_jobs_of_a_task_are_retried_at_once(
@@ -65,11 +76,11 @@ async def test_failed_jobs_of_a_task_are_retried_at_once(
 ) -> None:
     failing = await submit(control, sessionmaker, tasks.always_fail.new_job(message="down"))
     assert (await wait_for(control, failing.id, *FINISHED)).status == JobStatus.FAILED
-    shown = cli(settings, "jobs", "show", str(failing.id)).stdout
+    shown = (await cli(settings, "jobs", "show", str(failing.id))).stdout
     assert shown.endswith("    raise RuntimeError(message)\nRuntimeError: down\n"), shown
-    retried = cli(settings, "jobs", "retry-failed", "--task", "always_fail")
+    retried = await cli(settings, "jobs", "retry-failed", "--task", "always_fail")
     assert (retried.returncode, retried.stdout.strip()) == (0, "1 failed jobs queued again")
-    assert cli(settings, "jobs", "retry-failed", "--task", "add").stdout.startswith("0 ")
+    assert (await cli(settings, "jobs", "retry-failed", "--task", "add")).stdout.startswith("0 ")
     again = await wait_for(control, failing.id, *FINISHED)
     assert (again.status, again.attempts) == (JobStatus.FAILED, 3)
     assert len(tasks.noted()) == 6, "three attempts, twice"
@@ -84,7 +95,7 @@ async def test_purge_deletes_only_jobs_finished_long_enough_ago(
     async with sessionmaker() as session:
         session.add_all([old, recent])
         await session.commit()
-    purged = cli(settings, "jobs", "purge", "--older-than-days", "5")
+    purged = await cli(settings, "jobs", "purge", "--older-than-days", "5")
     assert (purged.returncode, purged.stdout.strip()) == (0, "1 finished jobs deleted")
     async with sessionmaker() as session:
         assert await session.get(Job, old.id) is None
@@ -94,10 +105,10 @@ async def test_purge_deletes_only_jobs_finished_long_enough_ago(
 async def test_schedules_and_live_executors_are_listed(
     control: JobControl, settings: Settings
 ) -> None:
-    schedules = cli(settings, "schedules", "list", CLEANUP_SCHEDULE="30 4 * * *")
+    schedules = await cli(settings, "schedules", "list", CLEANUP_SCHEDULE="30 4 * * *")
     assert schedules.returncode == 0, schedules.stderr
     assert all(text in schedules.stdout for text in ("cleanup", "30 4 * * *", "04:30:00"))
-    executors = cli(settings, "executors", "list")
+    executors = await cli(settings, "executors", "list")
     assert executors.returncode == 0, executors.stderr
     assert control.backend.name in executors.stdout
 
@@ -105,20 +116,20 @@ async def test_schedules_and_live_executors_are_listed(
 {%- if cookiecutter.database == "sqlite" %}
 
 
-def test_a_database_file_that_is_not_there_exits_3_with_one_line(
+async def test_a_database_file_that_is_not_there_exits_3_with_one_line(
     settings: Settings, tmp_path: Path
 ) -> None:
     missing = tmp_path / "elsewhere.db"
-    answer = cli(settings, "jobs", "list", DATABASE_URL=f"sqlite+aiosqlite:///{missing}")
+    answer = await cli(settings, "jobs", "list", DATABASE_URL=f"sqlite+aiosqlite:///{missing}")
     assert answer.returncode == 3
     assert answer.stderr == f"no database file at {missing}: check DATABASE_URL\n"
     assert not missing.exists(), "no empty database left behind"
 {%- else %}
 
 
-def test_a_lost_database_exits_3_with_one_line(settings: Settings) -> None:
+async def test_a_lost_database_exits_3_with_one_line(settings: Settings) -> None:
     gone = "postgresql+asyncpg://postgres@127.0.0.1:9/gone"  # the discard port: nothing listens
-    answer = cli(settings, "jobs", "list", DATABASE_URL=gone)
+    answer = await cli(settings, "jobs", "list", DATABASE_URL=gone)
     assert answer.returncode == 3
     assert answer.stderr.startswith("the database is unavailable: ")
     assert answer.stderr.count("\n") == 1, answer.stderr

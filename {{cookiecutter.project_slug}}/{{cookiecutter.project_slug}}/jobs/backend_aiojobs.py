@@ -3,7 +3,7 @@
 Nothing is lost on a crash: the job table holds every job, and the poller picks up
 what a dead process left behind once its heartbeat is older than the lease. Memory is
 bounded too: past `JOB_PENDING_LIMIT` jobs waiting for a slot, new ones wait queued in
-the table, and the poller hands them over as slots free up. Submitting is refused
+the table, and the poller hands them over as running jobs finish. Submitting is refused
 only past `JOB_BACKLOG_LIMIT` due jobs in the table.
 """
 
@@ -77,8 +77,9 @@ class Backend:
         return self._jobs.keys()
 
     def free_slots(self) -> int:
-        # Running and pending: the poller refills what requests left in the table.
-        return max(0, self._concurrency + self._pending_limit - len(self._jobs))
+        # The poller takes only what can start at once: a job waiting in this process's
+        # memory would look due to every other process's poller too.
+        return max(0, self._concurrency - len(self._jobs))
 
     async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
         for job_id in job_ids:
@@ -117,9 +118,10 @@ class Backend:
             await self.runner.run(job_id)
         finally:
             self._jobs.pop(job_id, None)
-            # Half the pending queue is free: time for jobs that wait in the table.
+            # Nothing left waiting in memory and half the slots free: time for the jobs
+            # that wait in the table, rather than at the next poll.
             if (self._overflowing or self._poller.left_some) and (
-                self.scheduler.pending_count <= self._pending_limit // 2
+                len(self._jobs) <= self._concurrency // 2
             ):
                 self._overflowing = False
                 self._poller.wake()
