@@ -4,7 +4,6 @@ database and the running service's jobs: `python -m {{ cookiecutter.project_slug
 import asyncio
 import os
 import subprocess
-import sys
 import uuid
 from datetime import timedelta
 {%- if cookiecutter.database == "sqlite" %}
@@ -16,23 +15,16 @@ from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
+from tests.processes import run_module
 from tests.test_jobs import FINISHED, submit, wait_for
 
 
 async def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     # Wide, so that no id is folded across lines.
     env = os.environ | {"DATABASE_URL": settings.database_url, "COLUMNS": "250"} | env
-    command = [sys.executable, "-m", "{{ cookiecutter.project_slug }}", *args]
-    # Awaited, not run blocking: the service in this process keeps its event loop, so
-    # no write of its own waits for the command to end while the command waits for it.
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    async with asyncio.timeout(60):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    output, errors = stdout.decode(), stderr.decode()
-    return subprocess.CompletedProcess(command, process.returncode, output, errors)
+    # In a thread: the service in this process keeps its event loop, so no write of its
+    # own waits for the command to end while the command waits for it.
+    return await asyncio.to_thread(run_module, "{{ cookiecutter.project_slug }}", args, env)
 
 
 async def test_jobs_are_listed_and_shown_and_an_unknown_one_exits_1(
