@@ -101,3 +101,17 @@ def load_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# Minutes each takes on 2 cores, roughly: a baked project's whole suite, the multi-host
+# deployments, the benchmark's smoke run. Started first, the longest ones overlap the
+# many short ones, and the run ends soon after the last of them.
+LONGEST_FIRST = ("test_install.py", "test_hosts.py", "test_bench.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file stays
