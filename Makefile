@@ -8,6 +8,7 @@ export PATH := $(PATH):$(abspath $(BIN))
 
 .PHONY: lint test bench demo
 
+# Bytecode compiled at install, as pip does: the tests start hundreds of Python processes.
 $(VENV)/.installed: requirements.txt
 	@command -v uv >/dev/null 2>&1 || { \
 		echo "uv is not on PATH: installing it into $(VENV) with pip"; \
@@ -16,7 +17,7 @@ $(VENV)/.installed: requirements.txt
 		python3 -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv; \
 	}
 	uv venv --allow-existing --python ">=3.11" $(VENV)
-	uv pip install --python $(BIN)/python -r requirements.txt
+	uv pip install --compile-bytecode --python $(BIN)/python -r requirements.txt
 	@touch $@
 
 # The template's own code: hooks, tests and benchmarks.

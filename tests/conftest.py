@@ -104,8 +104,9 @@ def load_module(path: Path) -> ModuleType:
 
 
 # Minutes each takes on 2 cores, roughly: a baked project's whole suite, the multi-host
-# deployments, the benchmark's smoke run. Started first, the longest ones overlap the
-# many short ones, and the run ends soon after the last of them.
+# deployments, the benchmark's smoke run. Started first (pytest.ini hands out one test at
+# a time), they run side by side, the many short ones fill in around them, and the run
+# ends soon after the last of them.
 LONGEST_FIRST = ("test_install.py", "test_hosts.py", "test_bench.py")
 
 

@@ -31,10 +31,12 @@ PROJECT_ROOT = Path(__file__).parent.parent
 # they import once; each `python -m` is then forked from it, a process of its own in a
 # tenth of a second. Not the command line or the app themselves: they read the
 # environment when imported. Processes that need an exec (under nsenter, or with
-# faketime's LD_PRELOAD) start afresh.
+# faketime's LD_PRELOAD) start afresh. "__main__" (pytest's script) is imported there
+# once too: a forked child would otherwise import it again.
 FORKS = multiprocessing.get_context("forkserver")
 FORKS.set_forkserver_preload(
     [
+        "__main__",
         "fastapi",
         "rich.table",
         "typer",
