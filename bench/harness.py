@@ -1,16 +1,20 @@
 """What every benchmark case shares: baking, migrating, real processes on 127.0.0.1,
 memory readings and the statistics of several runs."""
 
+import multiprocessing
 import os
+import runpy
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import httpx
@@ -23,6 +27,32 @@ BACKENDS = ("create_task", "aiojobs", "rq")
 # Logging every request and email costs the same in both columns but is not what is
 # measured: the services run at WARNING.
 QUIET = {"LOG_LEVEL": "WARNING"}
+
+# Importing the libraries a project uses takes Python about two seconds of CPU, and a run
+# starts a few hundred processes. A fork server imports them once; scripts, workers and
+# the servers whose speed is measured are forked from it, with their project importable
+# (never a project's own modules: they differ by project). The servers whose memory is
+# measured (idle, upload) start afresh, as a user's would. "__main__" (bench/run.py) is
+# imported there once too: a forked child would otherwise import it again, peers and all.
+FORKS = multiprocessing.get_context("forkserver")
+FORKS.set_forkserver_preload(
+    [
+        "__main__",
+        "aiojobs",
+        "aiosqlite",
+        "asyncpg",
+        "fastapi",
+        "httpx",
+        "prometheus_client",
+        "psycopg",
+        "pydantic_settings",
+        "rq",
+        "sqlalchemy.ext.asyncio",
+        "sqlmodel",
+        "structlog",
+        "uvicorn.main",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -76,20 +106,79 @@ def migrated_database(project: Path, url: str) -> None:
     )
 
 
+def _forked(command: list[str], project: str, env: dict[str, str], out: str, err: str) -> None:
+    """In the forked child: `python SCRIPT ...` or `python -m MODULE ...` in `project`."""
+    os.chdir(project)
+    os.environ.clear()
+    os.environ.update(env)
+    # multiprocessing closed stdin; uvicorn hands descriptor 0 to its worker processes.
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(stdin, 0)
+    os.close(stdin)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115  # the process's own stdin, for life
+    for fd, path in ((1, out), (2, err)):
+        file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(file, fd)
+        os.close(file)
+    # What PYTHONPATH and the script's folder would have put first.
+    sys.path[:0] = env["PYTHONPATH"].split(os.pathsep)
+    if command[0] == "-m":
+        sys.argv = command[1:]
+        runpy.run_module(command[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = command
+        sys.path.insert(0, str(Path(command[0]).parent))
+        runpy.run_path(command[0], run_name="__main__")
+
+
+class Forked:
+    """A process forked from FORKS, with the part of `subprocess.Popen` the bench uses."""
+
+    def __init__(self, process: BaseProcess) -> None:
+        self._process = process
+        assert process.pid is not None
+        self.pid: int = process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout or 0)
+        return self._process.exitcode
+
+    def terminate(self) -> None:
+        self._process.terminate()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+
+def fork(command: list[str], project: Path, env: dict[str, str], out: Path, err: Path) -> Forked:
+    """`command` (after `python`) forked from FORKS, its output appended to `out` and `err`."""
+    arguments = (command, str(project), env, str(out), str(err))
+    process = FORKS.Process(target=_forked, args=arguments, daemon=False)
+    process.start()
+    return Forked(process)
+
+
 def python(project: Path, script: str, *args: str, **variables: str) -> str:
-    """Run a bench script with the project importable; returns its stdout."""
-    done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args],
-        cwd=project,
-        env=environment(project, **variables),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
+    """Run a bench script with the project importable, forked; returns its stdout."""
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        process = fork(
+            [str(BENCH / script), *args], project, environment(project, **variables), out, err
+        )
+        try:
+            code = process.wait(timeout=600)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        stdout, stderr = (path.read_text() if path.exists() else "" for path in (out, err))
+    if code != 0:
+        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{stderr[-3000:]}")
+    return stdout
 
 
 def memory_kib(pid: int, field: str) -> int:
@@ -102,7 +191,7 @@ def memory_kib(pid: int, field: str) -> int:
 
 @dataclass
 class Server:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | Forked
     url: str
     started_seconds: float  # from spawn to the first 200 of /health
 
@@ -116,20 +205,30 @@ class Server:
 
 
 @contextmanager
-def serving(project: Path, app: str, log: Path, **variables: str) -> Iterator[Server]:
-    """uvicorn serving `app` (one process) on 127.0.0.1; stopped on the way out."""
+def serving(
+    project: Path,
+    app: str,
+    log: Path,
+    settings: dict[str, str],
+    workers: int = 1,
+    forked: bool = False,
+) -> Iterator[Server]:
+    """uvicorn serving `app` in `workers` processes on 127.0.0.1, started afresh or
+    `forked` (see FORKS); stopped on the way out."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command = ["-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers), "--no-access-log"]
+    env = environment(project, **settings)
     started = time.perf_counter()
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [*command, "--no-access-log"],
-            cwd=project,
-            env=environment(project, **variables),
-            stdout=output,
-            stderr=output,
-        )
+    process: subprocess.Popen[bytes] | Forked
+    if forked:
+        process = fork(command, project, env, log, log)
+    else:
+        with log.open("ab") as output:
+            process = subprocess.Popen(
+                [sys.executable, *command], cwd=project, env=env, stdout=output, stderr=output
+            )
     server = Server(process, url, 0.0)
     try:
         while True:
@@ -148,20 +247,26 @@ def serving(project: Path, app: str, log: Path, **variables: str) -> Iterator[Se
 
 @contextmanager
 def processes(
-    project: Path, command: list[str], count: int, log: Path, **variables: str
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """`count` copies of a command (workers); stopped on the way out."""
+    project: Path,
+    command: list[str],
+    count: int,
+    log: Path,
+    settings: dict[str, str],
+    forked: bool = False,
+) -> Iterator[list[subprocess.Popen[bytes] | Forked]]:
+    """`count` copies of a `python` command (workers), started afresh or `forked` (see
+    FORKS); stopped on the way out."""
+    env = environment(project, **settings)
+    running: list[subprocess.Popen[bytes] | Forked] = []
     with log.open("ab") as output:
-        running = [
-            subprocess.Popen(
-                command,
-                cwd=project,
-                env=environment(project, **variables),
-                stdout=output,
-                stderr=output,
-            )
-            for _ in range(count)
-        ]
+        for _ in range(count):
+            if forked:
+                running.append(fork(command[1:], project, env, log, log))
+            else:
+                popen = subprocess.Popen(
+                    command, cwd=project, env=env, stdout=output, stderr=output
+                )
+                running.append(popen)
     try:
         yield running
     finally:

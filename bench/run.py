@@ -4,8 +4,9 @@ measured in the same run, as medians of several runs with min and max.
 Bakes each backend's default project (SQLite) into a temporary folder and measures:
 
   1. bake       rendering each project, against copying the template's files
-  2. enqueue    POST /api/v1/emails under a bounded load, against a bare endpoint that
-                inserts the same row
+  2. enqueue    POST /api/v1/emails under a bounded load, on SQLite and PostgreSQL,
+                from 1 and 4 uvicorn processes (rq's workers running the jobs), against
+                a bare endpoint that inserts the same row and sends it from a task
   3. e2e        N jobs from submission until all are `succeeded`, against the raw
                 library running the same body with the same writes, on SQLite and on
                 PostgreSQL
@@ -38,6 +39,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -69,9 +71,11 @@ from rq import Worker
 @dataclass(frozen=True)
 class Counts:
     bake_runs: int = 5
-    http_requests: int = 2000
+    http_requests: int = 1000
     http_concurrency: int = 16
     http_runs: int = 3
+    # The second enqueue row of each database serves from this many uvicorn processes.
+    web_processes: int = 4
     jobs: int = 2000
     # The second end-to-end row of each in-process backend submits this many at a time.
     jobs_per_transaction: int = 100
@@ -93,6 +97,7 @@ SMOKE = Counts(
     http_requests=20,
     http_concurrency=4,
     http_runs=1,
+    web_processes=2,
     jobs=20,
     jobs_per_transaction=5,
     rq_baseline_jobs=10,
@@ -227,31 +232,54 @@ class Bench:
         return result
 
     def enqueue_case(self) -> list[Row]:
+        return [
+            row
+            for database in DATABASES
+            for web in (1, self.counts.web_processes)
+            for row in self.enqueue_rows(database, web)
+        ]
+
+    def enqueue_rows(self, database: str, web: int) -> list[Row]:
+        """Each backend, and the bare endpoint, served by `web` uvicorn processes on
+        `database`; rq's jobs are run meanwhile by its workers."""
+        counts = self.counts
+        projects = self.projects if database == "sqlite" else self.pg_projects
+
         def service(backend: str) -> Callable[[int], dict[str, float]]:
             def measure(run: int) -> dict[str, float]:
-                project, log = self.projects[backend], self.log(f"enqueue-{backend}")
-                with serving(
-                    project, "job_service.main:app", log, **self.service_settings(backend)
-                ) as web:
-                    return self.load(web.url)
+                project = projects[backend]
+                log = self.log(f"enqueue-{backend}-{database}-{web}")
+                settings = self.service_settings(backend, database)
+                with ExitStack() as stack:
+                    if backend == "rq":
+                        worker = [sys.executable, str(BENCH / "rq_worker.py")]
+                        stack.enter_context(
+                            processes(project, worker, counts.rq_workers, log, settings, True)
+                        )
+                    app = "job_service.main:app"
+                    server = stack.enter_context(serving(project, app, log, settings, web, True))
+                    return self.load(server.url)
 
             return measure
 
         def bare(run: int) -> dict[str, float]:
-            project = self.projects["create_task"]
-            settings = {"DATABASE_URL": self.database("create_task")}
-            with serving(project, "bare_app:app", self.log("enqueue-bare"), **settings) as web:
-                return self.load(web.url)
+            project = projects["create_task"]
+            settings = {"DATABASE_URL": self.database("create_task", database)}
+            log = self.log(f"enqueue-bare-{database}-{web}")
+            with serving(project, "bare_app:app", log, settings, web, True) as server:
+                return self.load(server.url)
 
+        group = {"database": database, "web_processes": web}
         rows: list[Row] = [
-            {"variant": backend, **runs(self.counts.http_runs, service(backend))}
+            {"variant": backend, **group, **runs(counts.http_runs, service(backend))}
             for backend in BACKENDS
         ]
         rows.append(
             {
                 "variant": "bare endpoint, same row",
                 "baseline": True,
-                **runs(self.counts.http_runs, bare),
+                **group,
+                **runs(counts.http_runs, bare),
             }
         )
         return rows
@@ -318,7 +346,7 @@ class Bench:
                 log = self.log(f"e2e-{mode}-{database}")
                 # Started and registered before the clock starts.
                 workers = command(settings["RQ_QUEUE"])
-                with processes(projects["rq"], workers, counts.rq_workers, log, **settings):
+                with processes(projects["rq"], workers, counts.rq_workers, log, settings, True):
                     self.wait_for_workers(settings["RQ_QUEUE"])
                     return self.e2e(projects["rq"], mode, jobs, settings, size)
 
@@ -382,7 +410,7 @@ class Bench:
 
         def service(run: int) -> dict[str, float]:
             settings = self.service_settings("create_task") | {"MAX_BATCH_ITEMS": str(items)}
-            with serving(project, "job_service.main:app", self.log("batch"), **settings) as web:
+            with serving(project, "job_service.main:app", self.log("batch"), settings) as web:
                 payload = {"name": "bench", "items": [f"item-{index}" for index in range(items)]}
                 posted = datetime.now(UTC)
                 accepted = httpx.post(f"{web.url}/api/v1/batches", json=payload, timeout=120)
@@ -427,7 +455,7 @@ class Bench:
                 settings = self.service_settings("create_task") | {
                     "MAX_UPLOAD_BYTES": str((mib + 1) * 1024 * 1024)
                 }
-                with serving(project, app, self.log("upload"), **settings) as web:
+                with serving(project, app, self.log("upload"), settings) as web:
                     sent = json.loads(
                         python(project, "upload.py", f"{web.url}{path}", "--mib", str(mib))
                     )
@@ -458,7 +486,7 @@ class Bench:
         def idle(backend: str, app: str) -> Callable[[int], dict[str, float]]:
             def measure(run: int) -> dict[str, float]:
                 settings = self.service_settings(backend)
-                with serving(self.projects[backend], app, self.log("idle"), **settings) as web:
+                with serving(self.projects[backend], app, self.log("idle"), settings) as web:
                     time.sleep(1)
                     rss = memory_kib(web.process.pid, "VmRSS") / 1024
                     return {"startup_seconds": web.started_seconds, "rss_mib": rss}

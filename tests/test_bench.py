@@ -60,8 +60,16 @@ def test_a_smoke_run_measures_every_case_and_writes_the_report(tmp_path: Path) -
     assert all(
         row["keeps"] and row["service"]["jobs_per_second"]["median"] > 0 for row in cases["peers"]
     )
+    # Every backend enqueues on both databases from 1 and from several web processes,
+    # each group beside its own bare endpoint.
+    groups = [(db, web) for db in ("sqlite", "postgresql") for web in (1, 2)]
+    enqueue = [(row["database"], row["web_processes"], row["variant"]) for row in cases["enqueue"]]
+    variants = ["create_task", "aiojobs", "rq", "bare endpoint, same row"]
+    assert enqueue == [(db, web, variant) for db, web in groups for variant in variants]
+    baselines = [bool(row.get("baseline")) for row in cases["enqueue"]]
+    assert baselines == [False, False, False, True] * len(groups)
     # Every case has its baseline beside it.
-    for case in ("bake", "enqueue", "upload", "idle", "dashboard"):
+    for case in ("bake", "upload", "idle", "dashboard"):
         assert sum(bool(row.get("baseline")) for row in cases[case]) == 1, case
     assert all("jobs_per_second" in row["baseline"] for row in cases["e2e"])
     # Every figure was measured: times, rates and sizes are all above zero.

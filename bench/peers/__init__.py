@@ -36,7 +36,7 @@ from celery.result import ResultSet  # type: ignore[import-untyped]
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import ResultMissing
 from dramatiq.results.backends.redis import RedisBackend
-from harness import processes
+from harness import Forked, processes
 from procrastinate import App, PsycopgConnector
 from procrastinate.jobs import Status as ProcrastinateStatus
 from redis import Redis
@@ -421,7 +421,7 @@ SYSTEMS: dict[str, Callable[[str, str, list[tuple[Path, int]]], System]] = {
 }
 
 
-Workers = list[subprocess.Popen[bytes]]
+Workers = list[subprocess.Popen[bytes] | Forked]
 
 
 async def until(
@@ -474,9 +474,7 @@ async def timed(system: System, jobs: int, logs: list[Path]) -> dict[str, float]
         with ExitStack() as stack:
             workers = [
                 stack.enter_context(
-                    processes(
-                        PEERS_DIR, system.command(worker), 1, log, **system.environment(worker)
-                    )
+                    processes(PEERS_DIR, system.command(worker), 1, log, system.environment(worker))
                 )[0]
                 for worker, log in enumerate(logs)
             ]
