@@ -92,7 +92,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Each backend against the bare endpoint (the row inserted, `asyncio.create_task` a "
         "sender that marks it sent) on the same database and number of uvicorn processes. "
-        "rq's workers run its jobs meanwhile.",
+        "rq's workers run its jobs meanwhile. Each server takes "
+        f"{counts['http_warmup']} requests untimed, then the timed runs.",
         "",
         "| backend | database | web processes | requests/s | p50 ms | p99 ms | "
         "vs bare requests/s | vs bare p99 |",
@@ -140,6 +141,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"## 4. Batch: {batch['items']} items",
+        "",
+        "One server runs a batch untimed, then the timed ones. The loop runs in a process like "
+        "the service's: its modules imported, on uvloop.",
         "",
         "| | seconds |",
         "| --- | --- |",

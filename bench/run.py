@@ -74,6 +74,8 @@ class Counts:
     http_requests: int = 1000
     http_concurrency: int = 16
     http_runs: int = 3
+    # Untimed requests to each server first (see Bench.loads).
+    http_warmup: int = 64
     # The second enqueue row of each database serves from this many uvicorn processes.
     web_processes: int = 4
     jobs: int = 2000
@@ -97,6 +99,7 @@ SMOKE = Counts(
     http_requests=20,
     http_concurrency=4,
     http_runs=1,
+    http_warmup=0,
     web_processes=2,
     jobs=20,
     jobs_per_transaction=5,
@@ -212,7 +215,7 @@ class Bench:
 
     # ---- 2. enqueue over HTTP --------------------------------------------------------
 
-    def load(self, url: str) -> dict[str, float]:
+    def load(self, url: str, requests: int) -> dict[str, float]:
         counts = self.counts
         result: dict[str, Any] = json.loads(
             python(
@@ -220,7 +223,7 @@ class Bench:
                 "load.py",
                 f"{url}/api/v1/emails",
                 "--requests",
-                str(counts.http_requests),
+                str(requests),
                 "--concurrency",
                 str(counts.http_concurrency),
                 "--body",
@@ -230,6 +233,13 @@ class Bench:
         if failures := result.pop("failures"):
             raise RuntimeError(f"requests to {url} failed: {failures}")
         return result
+
+    def loads(self, url: str) -> dict[str, Stats]:
+        """The runs against one server, after a warm-up: each web process has then
+        compiled its statements and filled its pool."""
+        if self.counts.http_warmup:
+            self.load(url, self.counts.http_warmup)
+        return runs(self.counts.http_runs, lambda run: self.load(url, self.counts.http_requests))
 
     def enqueue_case(self) -> list[Row]:
         return [
@@ -245,43 +255,33 @@ class Bench:
         counts = self.counts
         projects = self.projects if database == "sqlite" else self.pg_projects
 
-        def service(backend: str) -> Callable[[int], dict[str, float]]:
-            def measure(run: int) -> dict[str, float]:
-                project = projects[backend]
-                log = self.log(f"enqueue-{backend}-{database}-{web}")
-                settings = self.service_settings(backend, database)
-                with ExitStack() as stack:
-                    if backend == "rq":
-                        worker = [sys.executable, str(BENCH / "rq_worker.py")]
-                        stack.enter_context(
-                            processes(project, worker, counts.rq_workers, log, settings, True)
-                        )
-                    app = "job_service.main:app"
-                    server = stack.enter_context(serving(project, app, log, settings, web, True))
-                    return self.load(server.url)
+        def service(backend: str) -> dict[str, Stats]:
+            project = projects[backend]
+            log = self.log(f"enqueue-{backend}-{database}-{web}")
+            settings = self.service_settings(backend, database)
+            with ExitStack() as stack:
+                if backend == "rq":
+                    worker = [sys.executable, str(BENCH / "rq_worker.py")]
+                    stack.enter_context(
+                        processes(project, worker, counts.rq_workers, log, settings, True)
+                    )
+                    self.wait_for_workers(settings["RQ_QUEUE"])
+                app = "job_service.main:app"
+                server = stack.enter_context(serving(project, app, log, settings, web, True))
+                return self.loads(server.url)
 
-            return measure
-
-        def bare(run: int) -> dict[str, float]:
+        def bare() -> dict[str, Stats]:
             project = projects["create_task"]
             settings = {"DATABASE_URL": self.database("create_task", database)}
             log = self.log(f"enqueue-bare-{database}-{web}")
             with serving(project, "bare_app:app", log, settings, web, True) as server:
-                return self.load(server.url)
+                return self.loads(server.url)
 
         group = {"database": database, "web_processes": web}
         rows: list[Row] = [
-            {"variant": backend, **group, **runs(counts.http_runs, service(backend))}
-            for backend in BACKENDS
+            {"variant": backend, **group, **service(backend)} for backend in BACKENDS
         ]
-        rows.append(
-            {
-                "variant": "bare endpoint, same row",
-                "baseline": True,
-                **group,
-                **runs(counts.http_runs, bare),
-            }
-        )
+        rows.append({"variant": "bare endpoint, same row", "baseline": True, **group, **bare()})
         return rows
 
     # ---- 3. end to end ---------------------------------------------------------------
@@ -407,19 +407,19 @@ class Bench:
 
     def batch_case(self) -> Row:
         project, items = self.projects["create_task"], self.counts.batch_items
+        payload = {"name": "bench", "items": [f"item-{index}" for index in range(items)]}
 
-        def service(run: int) -> dict[str, float]:
-            settings = self.service_settings("create_task") | {"MAX_BATCH_ITEMS": str(items)}
-            with serving(project, "job_service.main:app", self.log("batch"), settings) as web:
-                payload = {"name": "bench", "items": [f"item-{index}" for index in range(items)]}
-                posted = datetime.now(UTC)
-                accepted = httpx.post(f"{web.url}/api/v1/batches", json=payload, timeout=120)
-                accepted.raise_for_status()
-                batch_url = f"{web.url}/api/v1/batches/{accepted.json()['id']}"
-                # Times come from the batch's own timestamps (same clock, same machine), so
-                # the poll can be slow and take little from the process it measures.
-                while (batch := httpx.get(batch_url).json())["completed_at"] is None:
-                    time.sleep(0.1)
+        def batch(url: str) -> dict[str, float]:
+            posted = datetime.now(UTC)
+            accepted = httpx.post(f"{url}/api/v1/batches", json=payload, timeout=120)
+            accepted.raise_for_status()
+            batch_url = f"{url}/api/v1/batches/{accepted.json()['id']}"
+            # Times come from the batch's own timestamps (same clock, same machine), so the
+            # look can come late: a GET answered on the batch's event loop would be timed
+            # with it.
+            time.sleep(0.1)
+            while (batch := httpx.get(batch_url).json())["completed_at"] is None:
+                time.sleep(0.1)
             if batch["processed_items"] != items:
                 raise RuntimeError(f"the batch processed {batch['processed_items']} of {items}")
             completed = datetime.fromisoformat(batch["completed_at"])
@@ -429,13 +429,19 @@ class Bench:
                 "wall_seconds": (completed - posted).total_seconds(),
             }
 
+        settings = self.service_settings("create_task") | {"MAX_BATCH_ITEMS": str(items)}
+        with serving(project, "job_service.main:app", self.log("batch"), settings) as web:
+            # One batch first, not timed: a service has run one before (statements compiled,
+            # the interpreter's code warmed), as the baseline's loop warms in its first items.
+            batch(web.url)
+            measured = runs(self.counts.batch_runs, lambda run: batch(web.url))
+
         def raw(run: int) -> dict[str, float]:
             result: dict[str, float] = json.loads(
                 python(project, "batch.py", "--items", str(items))
             )
             return result
 
-        measured = runs(self.counts.batch_runs, service)
         baseline = runs(self.counts.batch_runs, raw)
         overhead = (measured["processing_seconds"].median / baseline["seconds"].median - 1) * 100
         return {
