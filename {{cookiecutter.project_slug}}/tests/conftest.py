@@ -8,7 +8,6 @@ import os
 import shutil
 {%- endif %}
 import subprocess
-import sys
 {%- if cookiecutter.database == "postgresql" or cookiecutter.job_backend == "rq" %}
 import uuid
 {%- endif %}
@@ -37,7 +36,9 @@ from tests import pg_server
 from tests import redis_server
 {%- endif %}
 {%- if cookiecutter.job_backend == "rq" %}
-from tests.processes import Process, free_port, start_worker
+from tests.processes import Process, free_port, run_module, start_worker
+{%- else %}
+from tests.processes import run_module
 {%- endif %}
 
 PROJECT_ROOT = Path(__file__).parent.parent
@@ -58,15 +59,8 @@ def start(server: Callable[[], AbstractContextManager[T]], missing: type[Excepti
 
 
 def alembic(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real alembic command line against a test database."""
-    return subprocess.run(
-        [sys.executable, "-m", "alembic", *args],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """Run the real alembic command line against a test database (forked: see FORKS)."""
+    return run_module("alembic", args, {**os.environ, "DATABASE_URL": database_url})
 {%- if cookiecutter.database == "postgresql" %}
 
 

@@ -154,6 +154,10 @@ class Process:
     def terminate(self, timeout: float) -> int:
         """SIGTERM, then the exit code; fails with the output if it does not exit in time."""
         self.popen.send_signal(signal.SIGTERM)
+        return self.exit_code(timeout)
+
+    def exit_code(self, timeout: float) -> int:
+        """The exit code, once a SIGTERM sent before has ended the process."""
         try:
             code = self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

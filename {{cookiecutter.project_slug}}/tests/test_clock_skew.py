@@ -124,8 +124,8 @@ def test_a_host_a_minute_off_runs_nothing_twice_early_or_late(
             wait_until(load.done, 60, "150 emails posted")
         assert len(load.accepted()) == 150, Counter(a.status for a in load.answers)
         wait_until(lambda: all_sent(urls[0], load.accepted()), 60, "every email sent")
-        # Due in 3 s, with nothing queued before it: it starts then, not a minute off.
-        delayed = asyncio.run(add_delayed_job(settings, 3.0))
+        # Due in 1.5 s, with nothing queued before it: it starts then, not a minute off.
+        delayed = asyncio.run(add_delayed_job(settings, 1.5))
         wait_until(
             lambda: asyncio.run(read(settings, delayed.id)).finished_at is not None, 15, "ran"
         )
