@@ -1,7 +1,8 @@
 """End to end, in one process with the baked project importable: N jobs submitted one by
 one (a transaction each), or `--per-transaction` at a time (submit_many), timed until
-every one is `succeeded` in the job table. Prints jobs/s and the enqueue-to-finish
-latency percentiles as JSON.
+every one is `succeeded` in the job table; `--runs` times, the rows of each run deleted
+before the next. Prints each run's jobs/s and enqueue-to-finish latency percentiles as a
+JSON list.
 
   service           the baked service's JobControl and backend (for rq: the web side;
                     workers run separately)
@@ -11,7 +12,7 @@ latency percentiles as JSON.
   raw-rq            insert the row, Queue.enqueue a function that marks it done (run by
                     stock `rq worker`s started separately)
 
-Usage: python bench/e2e.py MODE --jobs N [--per-transaction K]
+Usage: python bench/e2e.py MODE --jobs N [--per-transaction K] [--runs R]
 """
 
 import argparse
@@ -29,7 +30,7 @@ from job_service.db import SessionMaker, create_engine, create_sessionmaker
 from job_service.models import Job, JobStatus, utcnow
 from job_service.settings import Settings
 from sqlalchemy.engine import make_url
-from sqlmodel import col, func, select, update
+from sqlmodel import col, delete, func, select, update
 
 POLL_SECONDS = 0.01
 
@@ -73,10 +74,16 @@ async def wait_for_all(sessionmaker: SessionMaker, jobs: int) -> None:
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def latencies(sessionmaker: SessionMaker) -> list[float]:
+async def outcome(sessionmaker: SessionMaker, jobs: int, seconds: float) -> dict[str, float]:
+    """A run's figures; its rows are then deleted, so the next run starts from none."""
+    noop = col(Job.name) == "noop"
     async with sessionmaker() as session:
-        rows = (await session.exec(select(Job.created_at, Job.finished_at))).all()
-    return [(finished - created).total_seconds() for created, finished in rows if finished]
+        rows = (await session.exec(select(Job.created_at, Job.finished_at).where(noop))).all()
+        await session.exec(delete(Job).where(noop))
+        await session.commit()
+    waits = [(finished - created).total_seconds() for created, finished in rows if finished]
+    cuts = statistics.quantiles(waits, n=100)
+    return {"jobs_per_second": jobs / seconds, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
 
 
 def groups(jobs: int, size: int) -> list[int]:
@@ -84,35 +91,46 @@ def groups(jobs: int, size: int) -> list[int]:
     return [min(size, jobs - start) for start in range(0, jobs, size)]
 
 
-async def service(jobs: int, size: int) -> float:
+Figures = list[dict[str, float]]
+
+
+async def service(jobs: int, size: int, runs: int) -> Figures:
     from job_service.main import create_app
 
     app = create_app(Settings())
+    figures = []
     async with app.router.lifespan_context(app):
         control, sessionmaker = app.state.job_control, app.state.sessionmaker
-        started = time.perf_counter()
-        for count in groups(jobs, size):
-            async with sessionmaker() as session:
-                if size == 1:
-                    await control.submit(session, bench_tasks.noop.new_job())
-                else:
-                    new = [bench_tasks.noop.new_job() for _ in range(count)]
-                    await control.submit_many(session, new)
-        await wait_for_all(sessionmaker, jobs)
-        return time.perf_counter() - started
+        for _ in range(runs):
+            started = time.perf_counter()
+            for count in groups(jobs, size):
+                async with sessionmaker() as session:
+                    if size == 1:
+                        await control.submit(session, bench_tasks.noop.new_job())
+                    else:
+                        new = [bench_tasks.noop.new_job() for _ in range(count)]
+                        await control.submit_many(session, new)
+            await wait_for_all(sessionmaker, jobs)
+            figures.append(await outcome(sessionmaker, jobs, time.perf_counter() - started))
+    return figures
 
 
-async def raw(jobs: int, size: int, start: Callable[[Awaitable[None]], Awaitable[Any]]) -> float:
+async def raw(
+    jobs: int, size: int, runs: int, start: Callable[[Awaitable[None]], Awaitable[Any]]
+) -> Figures:
+    figures = []
     async with database() as sessionmaker:
-        started = time.perf_counter()
-        for count in groups(jobs, size):
-            for job_id in await insert(sessionmaker, count):
-                await start(mark_done(sessionmaker, job_id))
-        await wait_for_all(sessionmaker, jobs)
-        return time.perf_counter() - started
+        for _ in range(runs):
+            started = time.perf_counter()
+            for count in groups(jobs, size):
+                for job_id in await insert(sessionmaker, count):
+                    await start(mark_done(sessionmaker, job_id))
+            await wait_for_all(sessionmaker, jobs)
+            figures.append(await outcome(sessionmaker, jobs, time.perf_counter() - started))
+    return figures
 
 
-async def raw_create_task(jobs: int, size: int) -> float:
+async def raw_create_task(jobs: int, size: int, runs: int) -> Figures:
     running: set[asyncio.Task[None]] = set()
 
     async def start(body: Awaitable[None]) -> None:
@@ -120,19 +138,20 @@ async def raw_create_task(jobs: int, size: int) -> float:
         running.add(task)
         task.add_done_callback(running.discard)
 
-    return await raw(jobs, size, start)
+    return await raw(jobs, size, runs, start)
 
 
-async def raw_aiojobs(jobs: int, size: int) -> float:
+async def raw_aiojobs(jobs: int, size: int, runs: int) -> Figures:
     import aiojobs
 
     scheduler = aiojobs.Scheduler(limit=10, pending_limit=jobs)
-    seconds = await raw(jobs, size, lambda body: scheduler.spawn(body))  # type: ignore[arg-type]
+    spawn = scheduler.spawn
+    figures = await raw(jobs, size, runs, lambda body: spawn(body))  # type: ignore[arg-type]
     await scheduler.close()
-    return seconds
+    return figures
 
 
-async def raw_rq(jobs: int, size: int) -> float:
+async def raw_rq(jobs: int, size: int, runs: int) -> Figures:
     from redis import Redis
     from rq import Queue
 
@@ -143,33 +162,34 @@ async def raw_rq(jobs: int, size: int) -> float:
         target = str(url.database)
     else:
         target = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    figures = []
     with Redis.from_url(settings.redis_url) as redis:
         queue = Queue(settings.rq_queue, connection=redis)
         async with database() as sessionmaker:
-            started = time.perf_counter()
-            for count in groups(jobs, size):
-                for job_id in await insert(sessionmaker, count):
-                    queue.enqueue("rq_raw.mark_done", target, job_id.hex, result_ttl=0)
-            await wait_for_all(sessionmaker, jobs)
-            return time.perf_counter() - started
+            for _ in range(runs):
+                started = time.perf_counter()
+                for count in groups(jobs, size):
+                    for job_id in await insert(sessionmaker, count):
+                        queue.enqueue("rq_raw.mark_done", target, job_id.hex, result_ttl=0)
+                await wait_for_all(sessionmaker, jobs)
+                figures.append(await outcome(sessionmaker, jobs, time.perf_counter() - started))
+    return figures
 
 
-async def main(mode: str, jobs: int, size: int) -> dict[str, float]:
-    if mode == "service":
-        seconds = await service(jobs, size)
-    else:
-        runs = {"raw-create_task": raw_create_task, "raw-aiojobs": raw_aiojobs, "raw-rq": raw_rq}
-        seconds = await runs[mode](jobs, size)
-    async with database() as sessionmaker:
-        waits = await latencies(sessionmaker)
-    cuts = statistics.quantiles(waits, n=100)
-    return {"jobs_per_second": jobs / seconds, "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+MODES = {
+    "service": service,
+    "raw-create_task": raw_create_task,
+    "raw-aiojobs": raw_aiojobs,
+    "raw-rq": raw_rq,
+}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["service", "raw-create_task", "raw-aiojobs", "raw-rq"])
+    parser.add_argument("mode", choices=list(MODES))
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--per-transaction", type=int, default=1, help="jobs submitted together")
+    parser.add_argument("--runs", type=int, default=1)
     options = parser.parse_args()
-    print(json.dumps(asyncio.run(main(options.mode, options.jobs, options.per_transaction))))
+    run = MODES[options.mode](options.jobs, options.per_transaction, options.runs)
+    print(json.dumps(asyncio.run(run)))

@@ -120,7 +120,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "One by one is a transaction per job, as one request makes one job; grouped is "
         "`submit_many`, one transaction for the group, as a fan-out does. The baselines "
-        "insert the same groups.",
+        "insert the same groups. The runs of a row follow each other in one process (and "
+        "one set of workers), each run's rows deleted before the next.",
         "",
         "| backend | database | submitted | jobs | jobs/s | p50 ms | p99 ms | baseline "
         "| its jobs/s | its p50 ms | its p99 ms | vs baseline |",

@@ -71,7 +71,7 @@ from rq import Worker
 @dataclass(frozen=True)
 class Counts:
     bake_runs: int = 5
-    http_requests: int = 1000
+    http_requests: int = 600
     http_concurrency: int = 16
     http_runs: int = 3
     # Untimed requests to each server first (see Bench.loads).
@@ -79,11 +79,14 @@ class Counts:
     # The second enqueue row of each database serves from this many uvicorn processes.
     web_processes: int = 4
     jobs: int = 2000
+    # Submitted one by one, a rate steady after the first few jobs: half as many, half the
+    # time, the same figure within its runs' spread.
+    jobs_one_by_one: int = 1000
     # The second end-to-end row of each in-process backend submits this many at a time.
     jobs_per_transaction: int = 100
     rq_workers: int = 2
     # RQ's stock worker forks for every job: tens of jobs/s, so fewer for its baseline.
-    rq_baseline_jobs: int = 300
+    rq_baseline_jobs: int = 200
     e2e_runs: int = 3
     batch_items: int = 100_000
     batch_runs: int = 3
@@ -102,6 +105,7 @@ SMOKE = Counts(
     http_warmup=0,
     web_processes=2,
     jobs=20,
+    jobs_one_by_one=10,
     jobs_per_transaction=5,
     rq_baseline_jobs=10,
     e2e_runs=1,
@@ -293,11 +297,14 @@ class Bench:
         jobs: int,
         settings: dict[str, str],
         per_transaction: int = 1,
-    ) -> dict[str, float]:
+    ) -> dict[str, Stats]:
+        """The e2e runs of one mode, in one process: it starts once, not once per run."""
         arguments = [mode, "--jobs", str(jobs), "--per-transaction", str(per_transaction)]
-        output = python(project, "e2e.py", *arguments, **settings)
-        result: dict[str, float] = json.loads(output)
-        return result
+        arguments += ["--runs", str(self.counts.e2e_runs)]
+        figures: list[dict[str, float]] = json.loads(
+            python(project, "e2e.py", *arguments, **settings)
+        )
+        return {key: Stats.of([run[key] for run in figures]) for key in figures[0]}
 
     def wait_for_workers(self, queue: str) -> None:
         with Redis.from_url(self.redis_url) as redis:
@@ -316,41 +323,37 @@ class Bench:
         counts = self.counts
         projects = self.projects if database == "sqlite" else self.pg_projects
         sizes = (1, counts.jobs_per_transaction)
+        jobs = {1: counts.jobs_one_by_one, counts.jobs_per_transaction: counts.jobs}
         rows: list[Row] = []
         for backend in ("create_task", "aiojobs"):
             for per_transaction in sizes:
 
-                def measure(
-                    run: int, mode: str, backend: str = backend, size: int = per_transaction
-                ) -> Any:
+                def measure(mode: str, backend: str = backend, size: int = per_transaction) -> Any:
                     settings = self.service_settings(backend, database)
-                    return self.e2e(projects[backend], mode, counts.jobs, settings, size)
+                    return self.e2e(projects[backend], mode, jobs[size], settings, size)
 
                 rows.append(
                     {
                         "backend": backend,
                         "database": database,
-                        "jobs": counts.jobs,
+                        "jobs": jobs[per_transaction],
                         "per_transaction": per_transaction,
-                        "service": runs(counts.e2e_runs, partial(measure, mode="service")),
-                        "baseline": runs(counts.e2e_runs, partial(measure, mode=f"raw-{backend}")),
+                        "service": measure("service"),
+                        "baseline": measure(f"raw-{backend}"),
                         "baseline_name": f"raw {backend}",
                     }
                 )
 
         def rq(
             mode: str, command: Callable[[str], list[str]], jobs: int, size: int
-        ) -> Callable[[int], dict[str, float]]:
-            def measure(run: int) -> dict[str, float]:
-                settings = self.service_settings("rq", database)
-                log = self.log(f"e2e-{mode}-{database}")
-                # Started and registered before the clock starts.
-                workers = command(settings["RQ_QUEUE"])
-                with processes(projects["rq"], workers, counts.rq_workers, log, settings, True):
-                    self.wait_for_workers(settings["RQ_QUEUE"])
-                    return self.e2e(projects["rq"], mode, jobs, settings, size)
-
-            return measure
+        ) -> dict[str, Stats]:
+            settings = self.service_settings("rq", database)
+            log = self.log(f"e2e-{mode}-{database}")
+            # Started and registered before the clock starts.
+            workers = command(settings["RQ_QUEUE"])
+            with processes(projects["rq"], workers, counts.rq_workers, log, settings, True):
+                self.wait_for_workers(settings["RQ_QUEUE"])
+                return self.e2e(projects["rq"], mode, jobs, settings, size)
 
         def ours(queue: str) -> list[str]:
             return [sys.executable, str(BENCH / "rq_worker.py")]
@@ -361,16 +364,15 @@ class Bench:
             return [*worker, "--url", self.redis_url, queue]
 
         # Measured once, one by one: forking per job is its limit however jobs are sent.
-        baseline = runs(counts.e2e_runs, rq("raw-rq", stock, counts.rq_baseline_jobs, 1))
+        baseline = rq("raw-rq", stock, counts.rq_baseline_jobs, 1)
         for per_transaction in sizes:
-            service = rq("service", ours, counts.jobs, per_transaction)
             rows.append(
                 {
                     "backend": "rq",
                     "database": database,
-                    "jobs": counts.jobs,
+                    "jobs": jobs[per_transaction],
                     "per_transaction": per_transaction,
-                    "service": runs(counts.e2e_runs, service),
+                    "service": rq("service", ours, jobs[per_transaction], per_transaction),
                     "baseline": baseline,
                     "baseline_name": f"stock forking rq worker x{counts.rq_workers}, "
                     f"{counts.rq_baseline_jobs} jobs one by one",
