@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = []
     # Whether GET /metrics asks for an API key too (X-API-Key or `Authorization: Bearer`).
     metrics_require_api_key: bool = False
+    # How often an open dashboard page asks for itself again; each time reads the database.
+    dashboard_refresh_seconds: float = Field(default=2.0, gt=0)
     # Where every process of this service on this host keeps its metric counts; /metrics
     # adds them up. Files are reused by later processes, so they do not pile up.
     metrics_dir: Path = Path("./metrics")

@@ -58,7 +58,12 @@ templates.env.filters["age"] = age
 def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = status.HTTP_200_OK
 ) -> HTMLResponse:
-    context = {"open": access.api_keys(request).open, **context}
+    settings: Settings = request.app.state.settings
+    context = {
+        "open": access.api_keys(request).open,
+        "refresh_ms": round(settings.dashboard_refresh_seconds * 1000),
+        **context,
+    }
     return templates.TemplateResponse(
         request, name, context, status_code=status_code, headers=access.SECURITY_HEADERS
     )

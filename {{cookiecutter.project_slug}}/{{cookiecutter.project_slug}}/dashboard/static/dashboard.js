@@ -1,8 +1,9 @@
-// Keeps an open page current: every few seconds the page is fetched again, and each part
-// marked data-live that changed is swapped for its new version. No reload, no framework.
+// Keeps an open page current: every DASHBOARD_REFRESH_SECONDS the page is fetched again,
+// and each part marked data-live that changed is swapped for its new version. No reload,
+// no framework.
 "use strict";
 
-const REFRESH_MS = 2000;
+const REFRESH_MS = Number(document.body.dataset.refreshMs) || 2000;
 
 async function refresh() {
   if (document.hidden) return;
