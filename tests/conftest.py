@@ -93,6 +93,14 @@ def require_binary(name: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache per test process: the third-party modules every bake imports are
+    analysed once, not per bake (13 s each). mypy checks each cached module's hash, so a
+    cached result is the one it would reach afresh."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
 def load_module(path: Path) -> ModuleType:
     """Import a Python file of the template by its path (hooks, server helpers)."""
     spec = importlib.util.spec_from_file_location(path.stem, path)

@@ -183,12 +183,6 @@ def project_files(project: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # One cache per test process: third-party modules are analysed once, not per bake.
-    return tmp_path_factory.mktemp("mypy-cache")
-
-
 @pytest.mark.parametrize("combination", ALL_COMBINATIONS, ids=lambda c: c.id)
 def test_combination_bakes_clean(combination: Combination, tmp_path: Path) -> None:
     project = bake(tmp_path, **combination.answers())

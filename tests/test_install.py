@@ -80,7 +80,7 @@ def follow_the_readme(project: Path) -> list[str]:
 
 @pytest.mark.parametrize("combination", BACKEND_DATABASE_PAIRS, ids=lambda c: c.id)
 def test_combination_installs_extends_by_the_readme_and_passes_its_tests(
-    combination: Combination, database_url: str, tmp_path: Path
+    combination: Combination, database_url: str, mypy_cache: Path, tmp_path: Path
 ) -> None:
     """A new owner's path: install, add a resource by the README's steps (a table, its
     migration, a task, a route and a test), and lint, type checks, the migration check and
@@ -101,6 +101,7 @@ def test_combination_installs_extends_by_the_readme_and_passes_its_tests(
         "DATABASE_URL": database_url,
         "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}",
         "CI": "true",
+        "MYPY_CACHE_DIR": str(mypy_cache),
     }
     run(["alembic", "upgrade", "head"], cwd=project, env=env)  # the database a user has
 
