@@ -32,8 +32,8 @@ from tests.processes import Process, start_web
 JOBS = 200
 {%- if cookiecutter.job_backend == "rq" %}
 EXECUTORS = 3
-# One job at a time per worker: short jobs keep the run to seconds, long enough that a
-# kill lands mid-job on a busy machine too.
+# JOB_CONCURRENCY jobs at a time in each worker: short jobs keep the run to seconds,
+# long enough that a kill lands mid-job on a busy machine too.
 JOB_SECONDS = (0.15, 0.17, 0.19, 0.21, 0.23, 0.25)
 {%- elif cookiecutter.job_backend == "aiojobs" %}
 EXECUTORS = 2
@@ -44,8 +44,9 @@ JOB_SECONDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75)
 {%- else %}
 EXECUTORS = 2
 # All 200 run at once. Jobs of different lengths finish at different times, so a kill
-# lands mid-run, with a margin of seconds for a busy machine.
-JOB_SECONDS = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9)
+# lands mid-run: a quarter is done after about 1.5 s, the last after 2.8 s, a margin
+# of more than a second for a busy machine.
+JOB_SECONDS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.4, 2.6, 2.8)
 {%- endif %}
 
 

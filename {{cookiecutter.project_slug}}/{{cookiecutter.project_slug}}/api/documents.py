@@ -2,10 +2,10 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlmodel import col, select
@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
 from {{ cookiecutter.project_slug }}.api.errors import invalid
-from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET
+from {{ cookiecutter.project_slug }}.api.fields import Limit, Offset, one_value_each
 from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
 from {{ cookiecutter.project_slug }}.api.responses import Responses, refusal
 from {{ cookiecutter.project_slug }}.models import Document, DocumentStatus, utcnow
@@ -130,12 +130,12 @@ async def upload_document(
     return DocumentAccepted(id=stored.id, job_id=job.id, status=stored.status)
 
 
-@router.get("")
+@router.get("", dependencies=[Depends(one_value_each)])
 async def list_documents(
     session: SessionDep,
     status: DocumentStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> list[DocumentPublic]:
     """Documents, newest first."""
     statement = select(Document).where(col(Document.job_id).is_not(None))

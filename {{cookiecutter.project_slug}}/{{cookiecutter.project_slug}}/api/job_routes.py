@@ -4,12 +4,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
-from {{ cookiecutter.project_slug }}.api.fields import MAX_OFFSET, NO_NUL
+from {{ cookiecutter.project_slug }}.api.fields import NO_NUL, Limit, Offset, one_value_each
 from {{ cookiecutter.project_slug }}.jobs import reads
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 
@@ -47,13 +47,13 @@ class JobPublic(BaseModel):
         return cls(error=error, **job.model_dump(include=set(cls.model_fields) - {"error"}))
 
 
-@router.get("")
+@router.get("", dependencies=[Depends(one_value_each)])
 async def list_jobs(
     session: SessionDep,
     status: JobStatus | None = None,
     name: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
 ) -> list[JobPublic]:
     """Jobs, newest first, optionally of one status and one task name."""
     jobs = await reads.page(session, status=status, name=name, limit=limit, offset=offset)
