@@ -1,16 +1,17 @@
 """What the multi-host tests do from their client host: run by a baked project's Python
-inside the client's network namespace (the test process has no route to the hosts).
-Prints JSON.
+inside the client's network namespace (the test process has no route to the hosts), for
+the whole test. Each line it reads is a command, a JSON list; it answers each with a line
+of JSON. One process for every look: its imports cost more CPU than the looks.
 
-    python net_client.py emails N URL...       POST N emails, to the URLs in turn
-    python net_client.py add-work N SECONDS EXECUTOR
-                                               N `work` jobs into the job table, one by
-                                               one; then those running on EXECUTOR
-                                               (held) and how many are where (seen)
-    python net_client.py jobs                  every job: name, status, attempts, executor
-    python net_client.py executors             the executor rows
-    python net_client.py succeeded URL...      jobs_total{status="succeeded"} at each URL
-    python net_client.py up URL...             whether every URL answers /health
+    ["emails", N, URL...]          POST N emails, to the URLs in turn
+    ["add-work", N, SECONDS, EXECUTOR]
+                                   N `work` jobs into the job table, one by one; then
+                                   those running on EXECUTOR (held) and how many are
+                                   where (seen)
+    ["jobs"]                       every job: name, status, attempts, executor
+    ["executors"]                  the executor rows
+    ["succeeded", URL...]          jobs_total{status="succeeded"} at each URL
+    ["up", URL...]                 whether every URL answers /health
 """
 
 import asyncio
@@ -107,18 +108,20 @@ def up(urls: list[str]) -> bool:
         return False
 
 
-def main() -> None:
-    command, *args = sys.argv[1:]
-    answer: Any
+def answer(command: str, args: list[str]) -> Any:
     if command == "emails":
-        answer = emails(int(args[0]), args[1:])
-    elif command == "succeeded":
-        answer = succeeded(args)
-    elif command == "up":
-        answer = up(args)
-    else:
-        answer = asyncio.run(database(command, *args))
-    print(json.dumps(answer))
+        return emails(int(args[0]), args[1:])
+    if command == "succeeded":
+        return succeeded(args)
+    if command == "up":
+        return up(args)
+    return asyncio.run(database(command, *args))
+
+
+def main() -> None:
+    for line in sys.stdin:
+        command, *args = json.loads(line)
+        print(json.dumps(answer(command, args)), flush=True)
 
 
 if __name__ == "__main__":

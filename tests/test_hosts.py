@@ -12,6 +12,7 @@ job counts scraped from every host add up to the jobs that ran.
 import json
 import os
 import pwd
+import select
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -33,6 +35,7 @@ PORT = 8000
 METRICS_PORT = 9101
 EMAILS = 100
 LEASE_SECONDS = 2
+ASK_TIMEOUT_SECONDS = 120
 
 
 @dataclass
@@ -46,15 +49,45 @@ class Deployment:
     # Each process that runs jobs: its host, process and log.
     executors: list[tuple[Host, subprocess.Popen[bytes], Path]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    # The client host's process, started by the first ask().
+    asker: subprocess.Popen[bytes] | None = None
 
     @property
     def web_urls(self) -> list[str]:
         return [f"http://{host.address}:{PORT}" for host in self.web]
 
     def ask(self, *args: str) -> Any:
-        python = str(self.project / ".venv" / "bin" / "python")
-        command = ["env", *(f"{k}={v}" for k, v in self.env.items()), python, str(CLIENT)]
-        return json.loads(self.network.run(self.client, [*command, *args], cwd=self.project))
+        """The answer of the client host's process (net_client.py) to a command."""
+        if self.asker is None:
+            python = str(self.project / ".venv" / "bin" / "python")
+            command = ["ip", "netns", "exec", self.client.namespace, python, str(CLIENT)]
+            env = {**os.environ, **self.env}
+            with (self.logs / "client.log").open("ab") as log:
+                self.asker = subprocess.Popen(
+                    command, cwd=self.project, env=env, stdin=PIPE, stdout=PIPE, stderr=log
+                )
+        assert self.asker.stdin is not None
+        assert self.asker.stdout is not None
+        self.asker.stdin.write(json.dumps(args).encode() + b"\n")
+        self.asker.stdin.flush()
+        answered, _, _ = select.select([self.asker.stdout], [], [], ASK_TIMEOUT_SECONDS)
+        assert answered, f"no answer to {args} in {ASK_TIMEOUT_SECONDS} s:\n{self.client_log()}"
+        line = self.asker.stdout.readline()
+        assert line, f"the client host's process ended:\n{self.client_log()}"
+        return json.loads(line)
+
+    def client_log(self) -> str:
+        return (self.logs / "client.log").read_text()[-4000:]
+
+    def stop_asking(self) -> None:
+        if self.asker is not None:
+            assert self.asker.stdin is not None
+            self.asker.stdin.close()  # its loop ends with its input
+            try:
+                self.asker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.asker.kill()
+                self.asker.wait()
 
     def jobs(self, name: str) -> list[dict[str, Any]]:
         return [job for job in self.ask("jobs") if job["name"] == name]
@@ -182,9 +215,12 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
                 process = network.start(host, [python, "-m", "tests.worker"], log, project, own)
                 d.executors.append((host, process, log))
                 d.metrics.append(f"http://{host.address}:{METRICS_PORT}")
-        wait_until(lambda: d.ask("up", *d.web_urls), 60, "web hosts up", d)
-        wait_until(lambda: len(d.ask("executors")) == 2, 60, "two executors", d)
-        yield d
+        try:
+            wait_until(lambda: d.ask("up", *d.web_urls), 60, "web hosts up", d)
+            wait_until(lambda: len(d.ask("executors")) == 2, 60, "two executors", d)
+            yield d
+        finally:
+            d.stop_asking()
 
 
 def network_ok(network: Network, host: Host, command: list[str]) -> bool:
