@@ -111,11 +111,11 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
-# Minutes each takes on 2 cores, roughly: a baked project's whole suite, the multi-host
-# deployments, the benchmark's smoke run. Started first (pytest.ini hands out one test at
+# Minutes each takes on 2 cores, roughly: a baked project's whole suite, the benchmark's
+# smoke runs, the multi-host deployments. Started first (pytest.ini hands out one test at
 # a time), they run side by side, the many short ones fill in around them, and the run
 # ends soon after the last of them.
-LONGEST_FIRST = ("test_install.py", "test_hosts.py", "test_bench.py")
+LONGEST_FIRST = ("test_install.py", "test_bench.py", "test_hosts.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
