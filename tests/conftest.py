@@ -114,15 +114,13 @@ def load_module(path: Path) -> ModuleType:
 # Minutes each takes on 2 cores, roughly: a baked project's whole suite, the benchmark's
 # smoke runs, the multi-host deployments. Started first (pytest.ini hands out one test at
 # a time), they run side by side, the many short ones fill in around them, and the run
-# ends soon after the last of them. Within a file, PostgreSQL's first: its bakes' suites
-# take longest (a server each, the clock-skew tests), and the run should not end on one.
+# ends soon after the last of them.
 LONGEST_FIRST = ("test_install.py", "test_bench.py", "test_hosts.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> tuple[int, bool]:
+    def rank(item: pytest.Item) -> int:
         name = item.path.name
-        file = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-        return file, "postgresql" not in item.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    items.sort(key=rank)  # stable: otherwise the order within a file stays
+    items.sort(key=rank)  # stable: the order within a file stays
