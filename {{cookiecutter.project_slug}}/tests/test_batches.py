@@ -9,6 +9,7 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Batch, BatchItems
 from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.tasks import batches
 from {{ cookiecutter.project_slug }}.tasks.batches import ProgressSaver, process_batch
 from tests.test_jobs import FINISHED, submit, wait_for
 
@@ -29,6 +30,23 @@ async def test_a_batch_completes_and_records_its_failed_items(
     assert shown["failures"][0]["error"].startswith("ValueError: cannot process ''")
     assert shown["started_at"] is not None
     assert shown["completed_at"] is not None
+
+
+async def test_failures_spread_over_many_chunks_are_counted_and_placed(
+    control: JobControl, client: httpx.AsyncClient
+) -> None:
+    # Chunks grow to hundreds of items: every failed index is found again in them, runs
+    # of failures included, and only the first MAX_RECORDED_FAILURES are itemised.
+    bad = {*range(0, 1_000, 7), *range(500, 510)}
+    items = ["" if index in bad else index for index in range(1_000)]
+    response = await client.post("/api/v1/batches", json={"name": "spread", "items": items})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    await wait_for(control, uuid.UUID(accepted["job_id"]), *FINISHED)
+    shown = (await client.get(f"/api/v1/batches/{accepted['id']}")).json()
+    assert (shown["processed_items"], shown["failed_items"]) == (1_000, len(bad))
+    recorded = [failure["index"] for failure in shown["failures"]]
+    assert recorded == sorted(bad)[: batches.MAX_RECORDED_FAILURES]
 
 
 async def test_a_retried_batch_resumes_where_it_stopped(

@@ -4,6 +4,7 @@ Replace `process_item` with your own work; the rest stays as it is.
 """
 
 import asyncio
+import operator
 import time
 import uuid
 from typing import Any
@@ -86,12 +87,20 @@ async def run(ctx: JobContext, batch: Batch, items: list[Any]) -> None:
     saver = ProgressSaver(SAVE_EVERY_SECONDS)
     while processed < batch.total_items:
         end = min(processed + saver.chunk, batch.total_items)
-        for index in range(processed, end):
+        # The loop over the chunk's items is as bare as a plain one: an index kept per
+        # item would cost a tenth of an item as cheap as the example. A failure is the
+        # exception's rare case, and the loop goes on with the same iterator.
+        chunk = iter(items[processed:end])
+        while True:
             try:
-                await process_item(items[index])
+                for item in chunk:
+                    await process_item(item)
+                break
             except Exception as error:
                 failed += 1
                 if len(failures) < MAX_RECORDED_FAILURES:
+                    # The item that failed was the last one the iterator gave.
+                    index = end - operator.length_hint(chunk) - 1
                     failures.append({"index": index, "error": f"{type(error).__name__}: {error}"})
         processed = end
         if saver.due():
