@@ -14,10 +14,12 @@ from sqlalchemy import Connection, event
 {%- endif %}
 from sqlmodel import func, select
 
-from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.db import SessionMaker, create_engine, create_sessionmaker
+from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
 from {{ cookiecutter.project_slug }}.jobs import {% if cookiecutter.job_backend != "rq" %}moves, {% endif %}reads
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
+from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
@@ -208,6 +210,29 @@ async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts
     assert (failed.status, failed.error_type) == (JobStatus.FAILED, "ExecutorLost")
     async with sessionmaker() as session:
         assert await session.get(Executor, killed.id) is None, "a dead executor is forgotten"
+
+
+async def test_an_executor_late_with_its_heartbeat_claims_nothing(settings: Settings) -> None:
+    # Its own engine: no runner or poller of this test's app takes the job first.
+    engine = create_engine(settings.database_url)
+    late = Executor(host="paused-host", pid=1, backend="{{ cookiecutter.job_backend }}")
+    late.heartbeat_at = utcnow() - timedelta(seconds=20)
+    job = tasks.add.new_job(a=1, b=1)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            session.add_all([late, job])
+            await session.commit()
+            # Twenty seconds late, though within a lease of 30: any poller may soon
+            # queue its jobs again, so it starts none.
+            assert await writes.claim(session, [job.id], late.id, fresh_seconds=15) == []
+            assert await writes.claim(session, [job.id], uuid.uuid4(), 15) == [], "no row"
+            assert await writes.heartbeat(session, late.id) == set()
+            claimed = await writes.claim(session, [job.id], late.id, 15)
+            assert [(j.id, j.status, j.executor_id) for j in claimed] == [
+                (job.id, JobStatus.RUNNING, late.id)
+            ]
+    finally:
+        await engine.dispose()
 
 
 async def test_submit_many_commits_the_jobs_with_the_session_and_runs_them(

@@ -7,6 +7,7 @@ was cancelled, or run again elsewhere after the heartbeat stopped) changes nothi
 Every time compared or written is the database's (`clock.now()`).
 """
 
+import functools
 import traceback
 import uuid
 from collections.abc import Collection, Sequence
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlmodel import col, delete, select, update
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlmodel import col, delete, exists, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
@@ -53,33 +55,44 @@ async def remove_executor(session: AsyncSession, executor_id: uuid.UUID) -> None
 # The statements every job runs are built once and their values bound at each execution:
 # building a statement costs more than running it. They run in the runner's own short
 # sessions, which hold no job object to keep in step, so they skip that synchronisation.
-_CLAIM = (
-    update(Job)
-    .where(
-        col(Job.id).in_(bindparam("job_ids", expanding=True)),
-        col(Job.status) == JobStatus.QUEUED,
-        col(Job.run_after) <= clock.now(),
+@functools.cache
+def _claim_statement(fresh_seconds: float) -> ReturningUpdate[Job]:
+    return (
+        update(Job)
+        .where(
+            col(Job.id).in_(bindparam("job_ids", expanding=True)),
+            col(Job.status) == JobStatus.QUEUED,
+            col(Job.run_after) <= clock.now(),
+            # Only while the claimer's heartbeat is fresh: one taken for dead, or close
+            # to it, would otherwise start jobs that any poller queues again at once.
+            exists().where(
+                col(Executor.id) == bindparam("holder"),
+                col(Executor.heartbeat_at) >= clock.now(-fresh_seconds),
+            ),
+        )
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=col(Job.attempts) + 1,
+            executor_id=bindparam("holder"),
+            started_at=clock.now(),
+        )
+        # The claimed rows come back with the UPDATE: no SELECT after it.
+        .returning(Job)
+        .execution_options(populate_existing=True, synchronize_session=False)
     )
-    .values(
-        status=JobStatus.RUNNING,
-        attempts=col(Job.attempts) + 1,
-        executor_id=bindparam("holder"),
-        started_at=clock.now(),
-    )
-    # The claimed rows come back with the UPDATE: no SELECT after it.
-    .returning(Job)
-    .execution_options(populate_existing=True, synchronize_session=False)
-)
 
 
 async def claim(
-    session: AsyncSession, job_ids: Collection[uuid.UUID], executor_id: uuid.UUID
+    session: AsyncSession,
+    job_ids: Collection[uuid.UUID],
+    executor_id: uuid.UUID,
+    fresh_seconds: float,
 ) -> list[Job]:
     """Start the next attempt of each of these jobs that is queued and due, held by
-    this executor; those not claimable (not due, taken by another executor, finished
-    or cancelled) are left out."""
+    this executor, if its heartbeat is under `fresh_seconds` old; those not claimable
+    (not due, taken by another executor, finished or cancelled) are left out."""
     params = {"job_ids": list(job_ids), "holder": executor_id}
-    jobs = list((await session.exec(_CLAIM, params=params)).scalars())
+    jobs = list((await session.exec(_claim_statement(fresh_seconds), params=params)).scalars())
     await session.commit()
     return jobs
 

@@ -154,7 +154,10 @@ class Runner:
 
     async def _claim(self, job_ids: Sequence[uuid.UUID]) -> list[Job | None]:
         async with self._sessionmaker() as session:
-            jobs = await writes.claim(session, job_ids, self.executor_id)
+            # Half a lease: the heartbeat beats ten times in it, and a claim by an
+            # executor about to be taken for dead would run its job twice.
+            fresh = self._lease_seconds / 2
+            jobs = await writes.claim(session, job_ids, self.executor_id, fresh)
             if jobs and self._stopping:
                 # Claimed while shutting down: straight back to the queue.
                 await writes.release(session, self.executor_id, [job.id for job in jobs])
