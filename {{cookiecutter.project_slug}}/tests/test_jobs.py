@@ -299,6 +299,51 @@ async def test_jobs_running_at_once_share_their_claim_and_result_transactions(
     assert 1 <= result_transactions < 25
 
 
+async def test_a_job_submitted_with_a_slot_free_starts_in_its_insert(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    engine = sessionmaker.kw["bind"].sync_engine
+    claims: list[str] = []
+
+    def executed(_c: Connection, _u: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE job SET") and "job.attempts +" in statement:
+            claims.append(statement)
+
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        job = await submit(control, sessionmaker, tasks.add.new_job(a=2, b=2))
+        # Running as the request that submitted it sees it, in the database's time.
+        assert (job.status, job.attempts, job.started_at) == (JobStatus.RUNNING, 1, job.run_after)
+        done = await wait_for(control, job.id, *FINISHED)
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+    assert (done.status, done.result, done.attempts) == (JobStatus.SUCCEEDED, 4, 1)
+    assert done.started_at == job.run_after, "the time the INSERT wrote"
+    assert claims == [], "no claim after the insert"
+
+
+async def test_jobs_claimed_on_inserts_that_lose_a_key_race_never_run(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    key = f"order-{uuid.uuid4()}"
+    # Each starts an attempt before its INSERT; all but one INSERT fail on the key.
+    submitted = await asyncio.gather(
+        *(
+            submit(control, sessionmaker, tasks.nap.new_job(idempotency_key=key, seconds=0))
+            for _ in range(20)
+        )
+    )
+    assert len({job.id for job in submitted}) == 1
+    await wait_for(control, submitted[0].id, *FINISHED)
+    assert [line for line in tasks.noted() if line.startswith("napping")] == [
+        f"napping {submitted[0].id}"
+    ]
+    deadline = time.monotonic() + 5
+    while control.backend.in_hand():
+        assert time.monotonic() < deadline, "an attempt waits for an INSERT that failed"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_job_cancelled_while_others_claimed_with_it_run_stops_alone(
     control: JobControl, sessionmaker: SessionMaker
 ) -> None:

@@ -16,10 +16,12 @@ import aiojobs
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import reads
+from {{ cookiecutter.project_slug }}.jobs.base import JobInserted
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
+from {{ cookiecutter.project_slug }}.models import Job
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,16 @@ class Backend:
                 return
             self._jobs[job_id] = await self.scheduler.spawn(self._run(job_id))
 
+    async def start_on_insert(self, job: Job) -> JobInserted | None:
+        """Start the new `job` here as it is inserted (see Runner.claim_on_insert), if
+        a slot is free: one waiting in memory would hold a claim it does not use."""
+        if not self._accepting or len(self._jobs) >= self._concurrency:
+            return None
+        inserted = self.runner.claim_on_insert(job)
+        if inserted is not None:
+            self._jobs[job.id] = await self.scheduler.spawn(self._run(job.id, inserted))
+        return inserted
+
     def _overflow(self) -> None:
         self._overflowing = True
         if self._counting is None or self._counting.done():
@@ -113,9 +125,9 @@ class Backend:
             await asyncio.sleep(self._poll_seconds)
         self._backlog = 0
 
-    async def _run(self, job_id: uuid.UUID) -> None:
+    async def _run(self, job_id: uuid.UUID, inserted: JobInserted | None = None) -> None:
         try:
-            await self.runner.run(job_id)
+            await self.runner.run(job_id, inserted)
         finally:
             self._jobs.pop(job_id, None)
             # Nothing left waiting in memory and half the slots free: time for the jobs

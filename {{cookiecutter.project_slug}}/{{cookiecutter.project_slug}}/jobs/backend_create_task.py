@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Collection, Sequence
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs.base import JobInserted
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
+from {{ cookiecutter.project_slug }}.models import Job
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,8 +57,15 @@ class Backend:
             if job_id not in self._jobs:
                 self._spawn(job_id)
 
-    def _spawn(self, job_id: uuid.UUID) -> None:
-        task = asyncio.create_task(self.runner.run(job_id))
+    async def start_on_insert(self, job: Job) -> JobInserted | None:
+        """Start the new `job` here as it is inserted (see Runner.claim_on_insert)."""
+        inserted = self.runner.claim_on_insert(job)
+        if inserted is not None:
+            self._spawn(job.id, inserted)
+        return inserted
+
+    def _spawn(self, job_id: uuid.UUID, inserted: JobInserted | None = None) -> None:
+        task = asyncio.create_task(self.runner.run(job_id, inserted))
         self._jobs[job_id] = task
         task.add_done_callback(lambda _: self._done(job_id))
 

@@ -1,9 +1,19 @@
 """What a job backend is. This project's is `jobs/backend.py`, built as
 `Backend(settings, sessionmaker)`; the rest of the job layer knows it by this protocol."""
 
+{% if cookiecutter.job_backend != "rq" -%}
+import asyncio
+{% endif -%}
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Protocol
+{%- if cookiecutter.job_backend != "rq" %}
+
+from {{ cookiecutter.project_slug }}.models import Job
+
+# A job started on insert learns from it whether its INSERT landed: the job, or None.
+JobInserted = asyncio.Future[Job | None]
+{%- endif %}
 
 
 class JobBackend(Protocol):
@@ -23,6 +33,12 @@ class JobBackend(Protocol):
 
     async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
         """Start these due jobs, or queue them to be started."""
+{%- if cookiecutter.job_backend != "rq" %}
+
+    async def start_on_insert(self, job: Job) -> JobInserted | None:
+        """Start the new, due `job` here in the INSERT that creates it, or return None to
+        leave it queued for dispatch()."""
+{%- endif %}
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Stop the job if it runs here (it was cancelled)."""

@@ -27,9 +27,12 @@ from typing import Any, TypeVar
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars, clear_contextvars
 
-from {{ cookiecutter.project_slug }} import metrics
+from {{ cookiecutter.project_slug }} import {% if cookiecutter.job_backend != "rq" %}clock, {% endif %}metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
+{%- if cookiecutter.job_backend != "rq" %}
+from {{ cookiecutter.project_slug }}.jobs.base import JobInserted
+{%- endif %}
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     TASKS,
@@ -39,7 +42,7 @@ from {{ cookiecutter.project_slug }}.jobs.registry import (
     ProgressReporter,
     Task,
 )
-from {{ cookiecutter.project_slug }}.models import Executor, Job
+from {{ cookiecutter.project_slug }}.models import Executor, Job{% if cookiecutter.job_backend != "rq" %}, JobStatus{% endif %}
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -93,6 +96,8 @@ class Runner:
         self._joined = False
         # Since when the heartbeat has not missed (monotonic), or None after a miss.
         self._beating_since: float | None = None
+        # When the last heartbeat that landed was sent (monotonic).
+        self._beat_sent = 0.0
 
     async def start(self) -> None:
         """Enter this process in the executor table, and keep its heartbeat. With the
@@ -102,10 +107,11 @@ class Runner:
         self._heartbeat = asyncio.create_task(self._keep_heartbeat())
 
     async def _join(self) -> None:
+        sent = time.monotonic()
         async with self._sessionmaker() as session:
             await writes.register_executor(session, self._executor_row())
         self._joined = True
-        self._beating_since = time.monotonic()
+        self._beating_since = self._beat_sent = sent
         logger.info("executor %s started", self.executor_id)
 
     def steady(self) -> bool:
@@ -113,6 +119,12 @@ class Runner:
         every executor's heartbeat is late, so none is taken for dead until then."""
         since = self._beating_since
         return since is not None and time.monotonic() - since >= self._lease_seconds
+
+    def _fresh(self) -> bool:
+        """Whether the heartbeat is under half a lease old: an executor about to be
+        taken for dead must start no job, or a poller elsewhere queues it again while it
+        runs here."""
+        return self._joined and time.monotonic() - self._beat_sent < self._lease_seconds / 2
 
     def _executor_row(self) -> Executor:
         host = socket.gethostname()[:255]
@@ -123,23 +135,37 @@ class Runner:
         attempt = self._attempts.get(job_id)
         if attempt is not None and attempt.claimed and not attempt.finishing:
             attempt.task.cancel()
+{%- if cookiecutter.job_backend != "rq" %}
+
+    def claim_on_insert(self, job: Job) -> JobInserted | None:
+        """Make the new `job` start its first attempt here in the INSERT that creates
+        it, if this process can run it now: a commit fewer than claiming it after. Pass
+        the future to run(), and resolve it with the job once inserted, or with None."""
+        if self._stopping or not self._fresh():
+            return None
+        job.status, job.attempts, job.executor_id = JobStatus.RUNNING, 1, self.executor_id
+        job.started_at = clock.now()  # type: ignore[assignment]  # the INSERT's time
+        return asyncio.get_running_loop().create_future()
+
+    async def run(self, job_id: uuid.UUID, inserted: JobInserted | None = None) -> None:
+        """Run one attempt of the job, if it is due and nobody else has it; or of the
+        job claimed on insert, once `inserted` tells it was."""
+{%- else %}
 
     async def run(self, job_id: uuid.UUID) -> None:
         """Run one attempt of the job, if it is due and nobody else has it."""
+{%- endif %}
         if self._stopping or not self._joined or job_id in self._attempts:
             return
         current = asyncio.current_task()
         assert current is not None  # run() is always awaited inside a task
         attempt = self._attempts[job_id] = _Attempt(current)
         try:
-            try:
-                job = await self._claims.submit(job_id)
-            except Exception as error:
-                if not database_unavailable(error):
-                    raise
-                # The job stays queued: a poller finds it once the database is back.
-                self._outage.failed(error)
-                return
+{%- if cookiecutter.job_backend != "rq" %}
+            job = await (self._claim_one(job_id) if inserted is None else inserted)
+{%- else %}
+            job = await self._claim_one(job_id)
+{%- endif %}
             if job is None:
                 return
             attempt.claimed = True
@@ -151,6 +177,16 @@ class Runner:
                 await self._attempt(job, attempt)
         finally:
             del self._attempts[job_id]
+
+    async def _claim_one(self, job_id: uuid.UUID) -> Job | None:
+        try:
+            return await self._claims.submit(job_id)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            # The job stays queued: a poller finds it once the database is back.
+            self._outage.failed(error)
+            return None
 
     async def _claim(self, job_ids: Sequence[uuid.UUID]) -> list[Job | None]:
         async with self._sessionmaker() as session:
@@ -344,6 +380,7 @@ class Runner:
                 return
             # Taken before the heartbeat: a job claimed after it is not judged by it.
             running = {job_id for job_id, a in self._attempts.items() if a.claimed}
+            sent = time.monotonic()
             try:
                 held = await self._beat()
             except Exception as error:
@@ -355,6 +392,7 @@ class Runner:
                 self._beating_since = None
                 continue
             outage.ended()
+            self._beat_sent = sent
             if self._beating_since is None:
                 self._beating_since = time.monotonic()
             for job_id in running - held:
