@@ -218,7 +218,7 @@ def test_several_uvicorn_workers_report_the_same_totals_and_reuse_their_files(
     slots = {"counter_0.db", "counter_1.db", "histogram_0.db", "histogram_1.db"}
     assert {"counter_0.db", "histogram_0.db"} <= set(files) <= slots, files
 
-    # Restarted, the processes take the slots of the dead ones: no new files, and the
+    # Restarted, the processes take the slots of the dead ones: the same files, and the
     # totals carry on rather than start again.
     with new_connections() as http, start_web(settings, tmp_path / "web-2.log", workers=2) as web:
         web.wait_until_up()
@@ -226,7 +226,10 @@ def test_several_uvicorn_workers_report_the_same_totals_and_reuse_their_files(
             assert http.get(f"{web.url}/api/v1/jobs?limit=1").status_code == 200
         assert requests_counted(http) == [120] * 10
         assert web.terminate(timeout=30) == 0
-    assert sorted(path.name for path in settings.metrics_dir.glob("*.db")) == files
+    # A slot whose process wrote nothing the first time (no request reached it) may
+    # have its files now; none beyond the slots.
+    after = {path.name for path in settings.metrics_dir.glob("*.db")}
+    assert set(files) <= after <= slots, sorted(after)
 
 
 async def test_metrics_of_the_services_own_are_shown_labelled_or_not(
