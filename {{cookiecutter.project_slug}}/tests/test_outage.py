@@ -27,7 +27,14 @@ from pathlib import Path
 import httpx
 {% endif -%}
 import pytest
+{%- if cookiecutter.database == "postgresql" %}
+from sqlalchemy import text
+from sqlalchemy.pool import QueuePool
+{%- endif %}
 
+{% if cookiecutter.database == "postgresql" -%}
+from {{ cookiecutter.project_slug }}.db import create_engine
+{% endif -%}
 from {{ cookiecutter.project_slug }}.settings import Settings
 {%- if cookiecutter.database == "postgresql" %}
 from tests import pg_server
@@ -91,6 +98,31 @@ def test_a_database_restart_answers_503_and_loses_no_job(
         drained = wait_until(lambda: all_sent(processes[0].url, load.accepted()), 60, "all sent")
     check_outage(load, (began, ended), processes)
     print(f"first 202 {recovery:.1f} s after the restart; queue drained {drained:.1f} s later")
+
+
+async def test_the_connections_a_restart_closed_are_replaced_before_use(
+    server: pg_server.PostgresServer,
+) -> None:
+    """A restart closes every connection in the pool; none may reach a request after it."""
+    engine = create_engine(server.url)
+
+    async def select_one() -> int:
+        async with engine.connect() as connection:
+            one: int = (await connection.execute(text("SELECT 1"))).scalar_one()
+            return one
+
+    pooled = 5
+    try:
+        for restart in (None, True, False):  # none yet, then a crash, then a fast shutdown
+            if restart is not None:
+                # In threads: the event loop goes on meanwhile, as a service's does.
+                await asyncio.to_thread(server.stop, immediate=restart)
+                await asyncio.to_thread(server.start)
+            assert await asyncio.gather(*(select_one() for _ in range(pooled))) == [1] * pooled
+            assert isinstance(engine.pool, QueuePool)
+            assert engine.pool.checkedin() == pooled
+    finally:
+        await engine.dispose()
 {%- else %}
 
 
