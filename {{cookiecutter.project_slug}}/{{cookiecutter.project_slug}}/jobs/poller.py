@@ -74,14 +74,15 @@ class Poller:
 
     async def _poll(self) -> None:
         try:
-            await self.poll_once()
+            read = await self.poll_once()
         except Exception as error:
             if not database_unavailable(error):
                 logger.exception("polling for due jobs failed; trying again")
                 return
             self._outage.failed(error)
             return
-        self._outage.ended()
+        if read:
+            self._outage.ended()
 
     def stop(self) -> None:
         """End the polling after the poll in progress, if any: never halfway through a
@@ -97,23 +98,28 @@ class Poller:
         self._nudged.set()
 {%- endif %}
 
-    async def poll_once(self) -> None:
+    async def poll_once(self) -> bool:
+        """One poll; whether it read the database (with nothing to do, it does not, and
+        then it cannot tell that an outage ended)."""
         async with self._sessionmaker() as session:
-            if self._steady():
+            read = self._steady()
+            if read:
                 await self._recover_stalled_jobs(session)
             if self._schedules:
+                read = True
                 now = await reads.database_time(session)
                 for schedule in self._schedules:
                     await self._enqueue_fire(schedule, now)
             slots = self._backend.free_slots()
             if slots <= 0:
-                return
+                return read
             due = await reads.due_job_ids(session, slots, self._backend.in_hand())
 {%- if cookiecutter.job_backend != "rq" %}
         self.left_some = len(due) == slots
 {%- endif %}
         if due:
             await self._backend.dispatch(due)
+        return True
 
     async def _recover_stalled_jobs(self, session: AsyncSession) -> None:
         requeued, failed = await recovery.recover_stalled_jobs(session, self._lease_seconds)
