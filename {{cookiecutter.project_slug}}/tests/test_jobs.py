@@ -12,11 +12,11 @@ import pytest
 {%- if cookiecutter.job_backend != "rq" %}
 from sqlalchemy import Connection, event
 {%- endif %}
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker, create_engine, create_sessionmaker
 from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
-from {{ cookiecutter.project_slug }}.jobs import {% if cookiecutter.job_backend != "rq" %}moves, {% endif %}reads
+from {{ cookiecutter.project_slug }}.jobs import moves, reads
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -231,6 +231,52 @@ async def test_an_executor_late_with_its_heartbeat_claims_nothing(settings: Sett
             assert [(j.id, j.status, j.executor_id) for j in claimed] == [
                 (job.id, JobStatus.RUNNING, late.id)
             ]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_result_is_recorded_only_where_the_executor_still_holds_the_job(
+    settings: Settings,
+) -> None:
+    """Alone or several in one write: a job cancelled, or run by another executor since,
+    keeps the state it has, and the others are recorded."""
+    # Its own engine: no runner or poller of this test's app takes the jobs first.
+    engine = create_engine(settings.database_url)
+    here = Executor(host="here", pid=1, backend="{{ cookiecutter.job_backend }}")
+    there = Executor(host="there", pid=2, backend="{{ cookiecutter.job_backend }}")
+    jobs = [tasks.add.new_job(a=n, b=n) for n in range(5)]
+    try:
+        async with create_sessionmaker(engine)() as session:
+            session.add_all([here, there, *jobs])
+            await session.commit()
+            ids = [job.id for job in jobs]
+            assert len(await writes.claim(session, ids, here.id, fresh_seconds=15)) == 5
+            assert await moves.cancel(session, ids[0])
+            # Given back (as when this executor was taken for dead), then claimed there.
+            assert await writes.release(session, here.id, [ids[3]]) == 1
+            assert len(await writes.claim(session, [ids[3]], there.id, fresh_seconds=15)) == 1
+            # The executor's own earlier outcome stands too: a second one changes nothing.
+            alone = [writes.Success(ids[4], 8)]
+            assert await writes.record_successes(session, here.id, alone) == [True]
+            assert await writes.record_successes(session, here.id, alone) == [False]
+            cancelled = [writes.Success(ids[0], 0)]
+            assert await writes.record_successes(session, here.id, cancelled) == [False]
+            several = [writes.Success(job_id, n * 2) for n, job_id in enumerate(ids[:4])]
+            assert await writes.record_successes(session, here.id, several) == [
+                False,
+                True,
+                True,
+                False,
+            ]
+            rows = select(Job.id, Job.status, Job.result).where(col(Job.id).in_(ids))
+            by_id = {row[0]: (row[1], row[2]) for row in await session.exec(rows)}
+        assert [by_id[job_id] for job_id in ids] == [
+            (JobStatus.CANCELLED, None),
+            (JobStatus.SUCCEEDED, 2),
+            (JobStatus.SUCCEEDED, 4),
+            (JobStatus.RUNNING, None),
+            (JobStatus.SUCCEEDED, 8),
+        ]
     finally:
         await engine.dispose()
 

