@@ -143,8 +143,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"## 4. Batch: {batch['items']} items",
         "",
-        "One server runs a batch untimed, then the timed ones. The loop runs in a process like "
-        "the service's: its modules imported, on uvloop.",
+        "One server runs a batch untimed, then the timed ones. The plain loop runs in a process "
+        "like the service's (its modules imported, on uvloop), once untimed, then as many "
+        "times.",
         "",
         "| | seconds |",
         "| --- | --- |",
