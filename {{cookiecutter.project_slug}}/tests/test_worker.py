@@ -50,6 +50,9 @@ def test_worker_registers_and_stops_on_sigterm(settings: Settings, tmp_path: Pat
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
         assert Worker.all(queue=queue) == []
+        # Stopped idle, with nothing taken: nothing went wrong, so nothing says so.
+        lines = log.read_text().splitlines()
+        assert [line for line in lines if "[warning" in line or "[error" in line] == []
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -121,7 +121,8 @@ class Worker:
             self._outage.ended()
             if self._stopping.is_set():
                 # Taken as the stop came: not started now, so a poller sends them again.
-                await self._forget_many(job_ids)
+                if job_ids:
+                    await self._forget_many(job_ids)
                 return
             for job_id in job_ids:
                 task = asyncio.create_task(self._run(job_id))
