@@ -7,6 +7,8 @@ literals, so this file is valid Python and its functions are unit-tested.
 
 from __future__ import annotations
 
+import re
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -62,6 +64,28 @@ def apply_manifest(
         (root / source.format(**answers)).rename(root / destination.format(**answers))
 
 
+# A variable compose.yaml requires (`${NAME:?message}`): a secret of this copy's.
+REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):\?")
+ENV_HEADER = (
+    "# Secrets docker compose gives the containers, made for this copy at bake (README,\n"
+    "# Docker). Never commit this file; `make .env` makes a fresh one in a clone.\n"
+)
+
+
+def write_compose_secrets(root: Path) -> list[str]:
+    """Give each variable compose.yaml requires a fresh random value, in `.env` (readable
+    by its owner only); return their names. A value written in the template would be
+    every user's."""
+    compose = root / "compose.yaml"
+    if not compose.exists():
+        return []
+    names = sorted(set(REQUIRED_VARIABLE.findall(compose.read_text())))
+    env = root / ".env"
+    env.touch(mode=0o600)
+    env.write_text(ENV_HEADER + "".join(f"{name}={secrets.token_hex(32)}\n" for name in names))
+    return names
+
+
 def next_steps(answers: dict[str, str]) -> str:
     """The commands that take a fresh project to a running service."""
     lines = [
@@ -91,6 +115,7 @@ def main() -> int:
     except ManifestError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
+    write_compose_secrets(Path.cwd())
     print(next_steps(answers))
     return 0
 

@@ -61,6 +61,8 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/test_logs.py",
         "tests/test_metrics.py",
         "tests/test_api_keys.py",
+        "tests/test_proxy_headers.py",
+        "tests/test_request_limits.py",
         "tests/test_batching.py",
         "tests/test_migrations.py",
         "tests/test_outage.py",
@@ -77,6 +79,7 @@ def expected_files(combination: Combination) -> set[str]:
                 "__main__.py",
                 "api/__init__.py",
                 "api/batches.py",
+                "api/body_limit.py",
                 "api/deps.py",
                 "api/documents.py",
                 "api/emails.py",
@@ -144,7 +147,8 @@ def expected_files(combination: Combination) -> set[str]:
     if combination.database == "postgresql":
         files |= {"tests/pg_server.py", "tests/test_clock_skew.py"}
     if combination.use_docker == "y":
-        files |= {"Dockerfile", ".dockerignore", "compose.yaml"}
+        # .env: the compose stack's secrets, made at bake (hooks/post_gen_project.py).
+        files |= {"Dockerfile", ".dockerignore", "compose.yaml", ".env"}
     if combination.use_github_actions == "y":
         files |= {".github/dependabot.yml", ".github/workflows/ci.yml"}
     return files
@@ -254,3 +258,32 @@ def test_awkward_names_bake_clean(tmp_path: Path, mypy_cache: Path) -> None:
 
 def test_the_default_slug_is_derived_from_the_name(tmp_path: Path) -> None:
     assert bake(tmp_path, project_name="Order Intake-API").name == "order_intake_api"
+
+
+def test_the_compose_secrets_are_made_at_bake_and_by_make_and_never_committed(
+    tmp_path: Path,
+) -> None:
+    """Each variable compose.yaml requires has a value of this bake's own in .env; `make
+    .env` (a clone's way) makes the same names; git and the image leave .env out."""
+    project = bake(tmp_path, job_backend="rq", database="postgresql")
+    required = set(re.findall(r"\$\{(\w+):\?", (project / "compose.yaml").read_text()))
+    assert required == {
+        "DOCKER_API_KEYS",
+        "DATABASE_PASSWORD",
+        "POSTGRES_PASSWORD",
+        "REDIS_PASSWORD",
+    }
+
+    def names(env: Path) -> set[str]:
+        lines = env.read_text().splitlines()
+        return {line.split("=")[0] for line in lines if line and not line.startswith("#")}
+
+    baked = (project / ".env").read_text()
+    assert names(project / ".env") == required
+    (project / ".env").unlink()
+    run(["make", ".env"], cwd=project)
+    assert names(project / ".env") == required
+    assert (project / ".env").read_text() != baked
+    assert (project / ".env").stat().st_mode & 0o777 == 0o600
+    assert ".env" in (project / ".gitignore").read_text().splitlines()
+    assert ".env" in (project / ".dockerignore").read_text().splitlines()

@@ -1,5 +1,6 @@
 """Unit tests of the hooks' functions, imported from the unrendered hook files."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,26 @@ def test_next_steps_name_the_worker_only_for_rq() -> None:
     assert "make worker" in post_gen.next_steps(ANSWERS)
     assert "make worker" not in post_gen.next_steps({**ANSWERS, "job_backend": "aiojobs"})
     assert "DATABASE_URL" in post_gen.next_steps({**ANSWERS, "database": "postgresql"})
+
+
+def test_each_secret_compose_requires_is_made_fresh_and_private(tmp_path: Path) -> None:
+    compose = "a: ${ONE:?made at bake}\nb: ${TWO:?x} ${ONE:?again}\nc: ${OPTIONAL:-default}\n"
+    values = []
+    for bake in ("first", "second"):
+        root = tmp_path / bake
+        root.mkdir()
+        (root / "compose.yaml").write_text(compose)
+        assert post_gen.write_compose_secrets(root) == ["ONE", "TWO"]
+        env = root / ".env"
+        assert env.stat().st_mode & 0o777 == 0o600
+        lines = [line for line in env.read_text().splitlines() if not line.startswith("#")]
+        secrets = dict(line.split("=", 1) for line in lines)
+        assert list(secrets) == ["ONE", "TWO"]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", value) for value in secrets.values())
+        values += secrets.values()
+    assert len(set(values)) == 4, "every secret, in every bake, is its own"
+
+
+def test_a_bake_without_compose_gets_no_secrets(tmp_path: Path) -> None:
+    assert post_gen.write_compose_secrets(tmp_path) == []
+    assert not (tmp_path / ".env").exists()

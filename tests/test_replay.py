@@ -7,6 +7,7 @@ tests then commit changes to it, as the template's maintainers would.
 
 import json
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -91,11 +92,14 @@ def commit(repo: Path, env: dict[str, str], message: str) -> str:
 
 
 def tree(project: Path) -> dict[str, bytes]:
-    return {
+    """Every file's bytes; of .env, the secrets made at bake, only the names."""
+    files = {
         str(path.relative_to(project)): path.read_bytes()
         for path in sorted(project.rglob("*"))
         if path.is_file() and ".git" not in path.relative_to(project).parts
     }
+    files[".env"] = re.sub(rb"=.*", b"=", files[".env"])
+    return files
 
 
 def cookiecutter_bake(template: Path, output: Path, env: dict[str, str], **answers: str) -> Path:

@@ -256,6 +256,17 @@ def start_web(
 {%- if cookiecutter.job_backend == "rq" %}
 
 
+def family(pid: int) -> set[int]:
+    """The process and its descendants: under a wrapper that forks (sudo), the worker is
+    a child of the process started."""
+    found, todo = set[int](), [pid]
+    while todo:
+        found.add(parent := todo.pop())
+        with contextlib.suppress(OSError):
+            todo += map(int, Path(f"/proc/{parent}/task/{parent}/children").read_text().split())
+    return found
+
+
 def start_worker(
     settings: Settings,
     log: Path,
@@ -267,7 +278,8 @@ def start_worker(
 
     def registered(worker: Process) -> bool:
         with Redis.from_url(settings.redis_url) as redis:
-            return any(w.pid == worker.popen.pid for w in Worker.all(connection=redis))
+            pids = family(worker.popen.pid)
+            return any(w.pid in pids for w in Worker.all(connection=redis))
 
     command = [*wrapper, sys.executable, "-m", "tests.worker"]
     return running(command, settings, log, registered, env=env)

@@ -26,7 +26,7 @@ async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             yield client
 
 
@@ -80,7 +80,49 @@ async def test_metrics_can_ask_for_a_key_too(settings: Settings) -> None:
         assert (await client.get("/health")).status_code == 200
 
 
-async def test_an_open_api_is_warned_about_at_start(
+async def test_without_keys_only_loopback_is_served_unless_opened_on_purpose(
+    settings: Settings,
+) -> None:
+    """A container, or `--host 0.0.0.0`, is not open by accident: without API_KEYS a
+    request from beyond this machine, or through a proxy, is refused with the variable to
+    set; ALLOW_OPEN_API=true opens the API to everyone."""
+    refusal = (
+        "API_KEYS is not set, so this service answers only on loopback: "
+        "set API_KEYS, or ALLOW_OPEN_API=true to serve everyone who can reach it"
+    )
+
+    async def ask(settings: Settings, client: str, server: str, **headers: str) -> list[int]:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=(client, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url=server) as http:
+                answers = [
+                    await http.get("/api/v1/jobs", headers=headers),
+                    await http.post("/api/v1/emails", json=MESSAGE, headers=headers),
+                    await http.get("/dashboard", headers=headers),
+                ]
+        for answer in answers:
+            if answer.status_code == 403:
+                assert answer.json() == {"detail": refusal}
+        return [answer.status_code for answer in answers]
+
+    local, beyond = "http://127.0.0.1", "http://192.0.2.10"
+    assert await ask(settings, "127.0.0.1", local) == [200, 202, 200]
+    assert await ask(settings, "::1", "http://[::1]") == [200, 202, 200]
+    assert await ask(settings, "198.51.100.7", beyond) == [403, 403, 403]
+    # Through a proxy on the same machine, every client looks local: refused too.
+    proxied = {"X-Forwarded-For": "198.51.100.7"}
+    assert await ask(settings, "127.0.0.1", local, **proxied) == [403, 403, 403]
+    opened = settings.model_copy(update={"allow_open_api": True})
+    assert await ask(opened, "198.51.100.7", beyond) == [200, 202, 200]
+    # With keys, a key decides, wherever the request comes from.
+    keyed = settings.model_copy(update={"api_keys": KEYS})
+    key = KEYS[0].get_secret_value()
+    answers = await ask(keyed, "198.51.100.7", beyond, **{"X-API-Key": key})
+    assert answers[:2] == [200, 202]
+
+
+async def test_how_open_the_api_is_is_said_at_start(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def start(settings: Settings) -> str:
@@ -89,8 +131,10 @@ async def test_an_open_api_is_warned_about_at_start(
             pass
         return capsys.readouterr().err
 
-    warning = "API_KEYS is not set: /api/v1 is open to anyone who can reach it"
-    assert warning in await start(settings)
+    loopback = "API_KEYS is not set: /api/v1 and /dashboard answer on loopback only"
+    assert loopback in await start(settings)
+    opened = settings.model_copy(update={"allow_open_api": True})
+    assert "ALLOW_OPEN_API=true: /api/v1 is open to anyone who can reach it" in await start(opened)
     assert "API_KEYS" not in await start(settings.model_copy(update={"api_keys": KEYS}))
 
 

@@ -7,6 +7,7 @@ import httpx
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
+from {{ cookiecutter.project_slug }}.jobs.registry import FAILURE_TEXT_LIMIT
 from {{ cookiecutter.project_slug }}.models import Batch, BatchItems
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks import batches
@@ -30,6 +31,21 @@ async def test_a_batch_completes_and_records_its_failed_items(
     assert shown["failures"][0]["error"].startswith("ValueError: cannot process ''")
     assert shown["started_at"] is not None
     assert shown["completed_at"] is not None
+
+
+async def test_a_failure_is_stored_cut_to_a_bounded_length(
+    control: JobControl, client: httpx.AsyncClient
+) -> None:
+    """An error that quotes its whole input (here a 20 kB item) is not stored whole."""
+    items = [{"payload": "x" * 20_000}, 1]
+    response = await client.post("/api/v1/batches", json={"name": "huge", "items": items})
+    assert response.status_code == 202, response.text
+    await wait_for(control, uuid.UUID(response.json()["job_id"]), *FINISHED)
+    shown = (await client.get(f"/api/v1/batches/{response.json()['id']}")).json()
+    (failure,) = shown["failures"]
+    assert failure["error"].startswith("ValueError: cannot process {'payload': 'xxx")
+    assert len(failure["error"]) == FAILURE_TEXT_LIMIT
+    assert failure["error"].endswith("…")
 
 
 async def test_failures_spread_over_many_chunks_are_counted_and_placed(

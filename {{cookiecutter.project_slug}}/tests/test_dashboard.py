@@ -151,13 +151,13 @@ async def test_cancel_and_retry_take_posts_from_the_dashboard_only(
     assert await status_of(sessionmaker, waiting) == JobStatus.QUEUED
     assert await status_of(sessionmaker, failure) == JobStatus.FAILED
 
-    own = {"Origin": "http://test", "Sec-Fetch-Site": "same-origin"}
+    own = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
     response = await client.post(f"/dashboard/jobs/{waiting}/cancel", headers=own)
     assert response.status_code == 303
     assert response.headers["location"] == f"/dashboard/jobs/{waiting}"
     assert await status_of(sessionmaker, waiting) == JobStatus.CANCELLED
     response = await client.post(
-        f"/dashboard/jobs/{failure}/retry", headers={"Origin": "http://test"}
+        f"/dashboard/jobs/{failure}/retry", headers={"Origin": "http://127.0.0.1"}
     )
     assert response.status_code == 303
     assert await status_of(sessionmaker, failure) != JobStatus.FAILED
@@ -178,7 +178,7 @@ async def test_with_api_keys_nothing_of_a_job_shows_before_a_key_is_given(
 ) -> None:
     [job_id] = await add(guarded_app.state.sessionmaker, failed())
     transport = httpx.ASGITransport(app=guarded_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as browser:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as browser:
         for path in ("", "/jobs", f"/jobs/{job_id}", "/schedules"):
             response = await browser.get(f"/dashboard{path}")
             assert response.status_code == 303
@@ -210,7 +210,7 @@ async def test_with_api_keys_nothing_of_a_job_shows_before_a_key_is_given(
 
         # A cookie not signed with these keys is no session.
         session = browser.cookies["dashboard_session"]
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as forger:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as forger:
             for forged in (session[:-2] + "xx", "operator", ""):
                 headers = {"Cookie": f"dashboard_session={forged}"}
                 assert (await forger.get("/dashboard", headers=headers)).status_code == 303

@@ -40,7 +40,7 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Se
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             yield client, app.state.sessionmaker
 
 

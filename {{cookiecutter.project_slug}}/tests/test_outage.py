@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 {%- if cookiecutter.database == "sqlite" %}
 from contextlib import contextmanager
+from dataclasses import dataclass
 {%- endif %}
 from pathlib import Path
 
@@ -126,59 +127,88 @@ async def test_the_connections_a_restart_closed_are_replaced_before_use(
 {%- else %}
 
 
+@dataclass
+class SmallDisk:
+    """Where the database is, the prefix of a command that runs the web process there, and
+    then (`pid`) that process, whose mount namespace holds the disk."""
+
+    database: Path
+    prefix: list[str]
+    pid_file: Path
+
+    @property
+    def pid(self) -> int:
+        return int(self.pid_file.read_text())
+
+
 @contextmanager
-def small_disk(tmp_path: Path) -> Iterator[list[str]]:
-    """A command prefix running a process in a mount namespace of its own, with a 16 MiB
-    tmpfs at `tmp_path / "disk"`; nothing of it shows outside that namespace."""
-    for tool in ("unshare", "nsenter"):
+def small_disk(tmp_path: Path, source: Path) -> Iterator[SmallDisk]:
+    """A mount namespace of its own, holding a 16 MiB tmpfs at `tmp_path / "disk"` with a
+    copy of `source` on it; nothing of it shows outside that namespace. Making them takes
+    root; the process run in it runs as the user running the tests."""
+    for tool in ("unshare", "nsenter", "setpriv"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} (util-linux) is not installed")
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], check=False).returncode:
+        reason = "a tmpfs in a mount namespace of its own needs root, or passwordless sudo"
         if os.environ.get("CI"):
-            pytest.fail("a tmpfs in a mount namespace of its own needs root")
-        pytest.skip("a tmpfs in a mount namespace of its own needs root")
-    disk = tmp_path / "disk"
+            pytest.fail(reason)
+        pytest.skip(reason)
+    disk, pid_file = tmp_path / "disk", tmp_path / "namespace.pid"
     disk.mkdir()
-    script = 'mount -t tmpfs -o size=16m tmpfs "$1" && cp "$2" "$1/test.db" && shift 2 && exec "$@"'
-    yield ["unshare", "--mount", "sh", "-c", script, "sh", str(disk)]
-
-
-def in_namespace_of(process: Process, command: str) -> None:
-    subprocess.run(
-        ["nsenter", "--target", str(process.popen.pid), "--mount", "sh", "-c", command],
-        check=False,
-        capture_output=True,
+    uid, gid = str(os.getuid()), str(os.getgid())
+    script = (
+        'disk=$1 uid=$3 gid=$4; mount -t tmpfs -o size=16m tmpfs "$disk" '
+        '&& cp "$2" "$disk/test.db" && chown -R "$uid:$gid" "$disk" && echo $$ > "$5" '
+        '&& shift 5 && exec setpriv --reuid="$uid" --regid="$gid" --init-groups "$@"'
     )
+    arguments = ["sh", str(disk), str(source), uid, gid, str(pid_file)]
+    prefix = privileged(["unshare", "--mount", "sh", "-c", script, *arguments])
+    yield SmallDisk(disk / "test.db", prefix, pid_file)
+
+
+def privileged(command: list[str]) -> list[str]:
+    """`command` with root's privileges: as it is when the tests run as root, else through
+    passwordless sudo, as on GitHub's runners (the environment kept, PATH sudo's own)."""
+    return command if os.geteuid() == 0 else ["sudo", "-n", "--preserve-env", *command]
+
+
+def in_namespace_of(disk: SmallDisk, *command: str) -> list[str]:
+    """`command`, run in the disk's mount namespace."""
+    return privileged(["nsenter", "--target", str(disk.pid), "--mount", *command])
 
 
 def test_a_full_disk_answers_503_and_loses_no_job(settings: Settings, tmp_path: Path) -> None:
-    with small_disk(tmp_path) as prefix:
-        source = settings.database_url.removeprefix("sqlite+aiosqlite:///")
-        database = tmp_path / "disk" / "test.db"
-        settings = settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{database}"})
-        with start_web(settings, tmp_path / "web.log", wrapper=[*prefix, source]) as web:
+    source = Path(settings.database_url.removeprefix("sqlite+aiosqlite:///"))
+    with small_disk(tmp_path, source) as disk:
+        url = f"sqlite+aiosqlite:///{disk.database}"
+        settings = settings.model_copy(update={"database_url": url})
+        with start_web(settings, tmp_path / "web.log", wrapper=disk.prefix) as web:
             web.wait_until_up()
             processes = [web]
 {%- if cookiecutter.job_backend == "rq" %}
             # In the web process's mount namespace: the database is on its disk.
-            enter = ["nsenter", "--target", str(web.popen.pid), "--mount"]
+            user = [f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--init-groups"]
+            enter = in_namespace_of(disk, "setpriv", *user)
             with start_worker(settings, tmp_path / "worker.log", wrapper=enter) as worker:
                 worker.wait_until_up()
                 processes.append(worker)
-                run_outage(web, processes, database)
+                run_outage(web, processes, disk)
 {%- else %}
-            run_outage(web, processes, database)
+            run_outage(web, processes, disk)
 {%- endif %}
 
 
-def run_outage(web: Process, processes: list[Process], database: Path) -> None:
+def run_outage(web: Process, processes: list[Process], disk: SmallDisk) -> None:
     with EmailLoad([web.url]) as load:
         wait_until(lambda: len(load.accepted()) >= 20, 30, "20 emails accepted")
         began = time.monotonic()
         # Fills the disk; the write that finds it full fails, and the rest stays.
-        in_namespace_of(web, f'cat /dev/zero > "{database.parent}/filler"')
+        filler = disk.database.parent / "filler"
+        fill = in_namespace_of(disk, "sh", "-c", f'cat /dev/zero > "{filler}"')
+        subprocess.run(fill, check=False, capture_output=True)
         time.sleep(4)
-        in_namespace_of(web, f'rm "{database.parent}/filler"')
+        subprocess.run(in_namespace_of(disk, "rm", str(filler)), check=True)
         ended = time.monotonic()
         recovery = wait_until(lambda: load.accepted_since(ended), 30, "a 202 after the disk")
         time.sleep(1)

@@ -11,6 +11,7 @@ from {{ cookiecutter.project_slug }} import (
     tasks,  # noqa: F401  # registers every task
 )
 from {{ cookiecutter.project_slug }}.api import (
+    API_PREFIX,
     batches,
     documents,
     emails,
@@ -21,6 +22,7 @@ from {{ cookiecutter.project_slug }}.api import (
     schedules,
 )
 from {{ cookiecutter.project_slug }}.api import metrics as metrics_api
+from {{ cookiecutter.project_slug }}.api.body_limit import BodyLimit
 from {{ cookiecutter.project_slug }}.api.keys import ApiKeys, require_api_key, require_metrics_key
 from {{ cookiecutter.project_slug }}.api.responses import common
 from {{ cookiecutter.project_slug }}.dashboard import add_dashboard
@@ -46,8 +48,10 @@ ROUTERS = (
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    if not settings.api_keys:
-        logger.warning("API_KEYS is not set: /api/v1 is open to anyone who can reach it")
+    if not settings.api_keys and settings.allow_open_api:
+        logger.warning("ALLOW_OPEN_API=true: /api/v1 is open to anyone who can reach it")
+    elif not settings.api_keys:
+        logger.info("API_KEYS is not set: /api/v1 and /dashboard answer on loopback only")
     metrics.configure(settings.metrics_dir)
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     engine = database_engine(settings)
@@ -72,14 +76,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.api_keys = ApiKeys(settings.api_keys)
-    app.add_middleware(RequestContext)
+    # Uploads stream to disk under MAX_UPLOAD_BYTES; every other body is capped here.
+    uploads = frozenset({f"{API_PREFIX}/documents"})
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, exempt=uploads)
+    app.add_middleware(RequestContext)  # outermost: a refusal above is logged too
     errors.add_handlers(app)
     app.include_router(health.router)
     metrics_guard = [Depends(require_metrics_key)] if settings.metrics_require_api_key else []
     app.include_router(
         metrics_api.router, dependencies=metrics_guard, responses=common(metrics_guard)
     )
-    api_guard = [Depends(require_api_key)] if settings.api_keys else []
+    open_to_all = settings.allow_open_api and not settings.api_keys
+    api_guard = [] if open_to_all else [Depends(require_api_key)]
     for router in ROUTERS:
         app.include_router(router, dependencies=api_guard, responses=common(api_guard))
     add_dashboard(app)

@@ -42,8 +42,13 @@ class Settings(BaseSettings):
     report_retention_days: float = Field(default=7.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
-    # Comma-separated. When set, /api/v1 asks for one of them in X-API-Key; unset, it is open.
+    # Comma-separated. When set, /api/v1 asks for one of them in X-API-Key. Unset, it
+    # answers only requests that reach it over loopback, unless allow_open_api is true.
     api_keys: Annotated[list[SecretStr], NoDecode] = []
+    allow_open_api: bool = False
+    # Request bodies past this size are refused with 413 before they are read whole
+    # (uploads have max_upload_bytes instead).
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
     # Whether GET /metrics asks for an API key too (X-API-Key or `Authorization: Bearer`).
     metrics_require_api_key: bool = False
     # How often an open dashboard page asks for itself again; each time reads the database.

@@ -1,8 +1,10 @@
 """API keys: with `API_KEYS` set, /api/v1 answers only requests that carry one of them,
-and /dashboard only browsers signed in with one."""
+and /dashboard only browsers signed in with one. Without keys, both answer only requests
+that reach the service over loopback (a laptop's `make run`), unless ALLOW_OPEN_API=true."""
 
 import hashlib
 import hmac
+import ipaddress
 from typing import Annotated
 
 from fastapi import HTTPException, Request, Security, status
@@ -74,10 +76,40 @@ def _keys(request: Request) -> ApiKeys:
     return keys
 
 
+def require_loopback_unless_open(request: Request) -> None:
+    """Without API_KEYS: refuse a request from beyond this machine, unless the operator
+    said ALLOW_OPEN_API=true. A container or `--host 0.0.0.0` is not open by accident."""
+    if not (request.app.state.settings.allow_open_api or _over_loopback(request)):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "API_KEYS is not set, so this service answers only on loopback: "
+            "set API_KEYS, or ALLOW_OPEN_API=true to serve everyone who can reach it",
+        )
+
+
+def _over_loopback(request: Request) -> bool:
+    """From this machine to a loopback address, and not through a proxy (behind one,
+    every client would look local)."""
+    server, client, headers = request.scope.get("server"), request.client, request.headers
+    if server is None or client is None or "forwarded" in headers or "x-forwarded-for" in headers:
+        return False
+    return _is_loopback(client.host) and _is_loopback(str(server[0]))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a Unix socket's path, a name
+        return False
+
+
 async def require_api_key(
     request: Request, key: Annotated[str | None, Security(API_KEY_HEADER)]
 ) -> None:
-    if not _keys(request).allow(key):
+    keys = _keys(request)
+    if keys.open:
+        require_loopback_unless_open(request)
+    elif not keys.allow(key):
         raise _refuse()
 
 

@@ -1,8 +1,8 @@
 """Who may see the dashboard and press its buttons.
 
 With API_KEYS set, a browser signs in once with a key and then carries a signed cookie
-(HttpOnly, SameSite=Strict); without keys the dashboard is open, like the API, and says
-so. Every POST must come from the dashboard's own pages: a browser names the site a
+(HttpOnly, SameSite=Strict); without keys the dashboard is open on loopback, like the
+API, and says so. Every POST must come from the dashboard's own pages: a browser names the site a
 request comes from (Sec-Fetch-Site, or else Origin), and another site's is refused.
 """
 
@@ -10,7 +10,11 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, Response, status
 
-from {{ cookiecutter.project_slug }}.api.keys import SESSION_SECONDS, ApiKeys
+from {{ cookiecutter.project_slug }}.api.keys import (
+    SESSION_SECONDS,
+    ApiKeys,
+    require_loopback_unless_open,
+)
 
 COOKIE = "dashboard_session"
 # Scripts, styles and requests only from the service itself; no frames, no plugins.
@@ -34,7 +38,9 @@ def api_keys(request: Request) -> ApiKeys:
 async def require_sign_in(request: Request) -> None:
     """Send a browser without a valid session to the sign-in form."""
     keys = api_keys(request)
-    if not keys.open and not keys.allow_session(request.cookies.get(COOKIE)):
+    if keys.open:
+        require_loopback_unless_open(request)
+    elif not keys.allow_session(request.cookies.get(COOKIE)):
         raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": "/dashboard/login"})
 
 

@@ -59,8 +59,10 @@ def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = status.HTTP_200_OK
 ) -> HTMLResponse:
     settings: Settings = request.app.state.settings
+    open_ = access.api_keys(request).open
     context = {
-        "open": access.api_keys(request).open,
+        "open": open_,
+        "open_to_all": open_ and settings.allow_open_api,
         "refresh_ms": round(settings.dashboard_refresh_seconds * 1000),
         **context,
     }

@@ -61,6 +61,19 @@ class PermanentJobError(Exception):
     """Raise from a task when trying again cannot help: the job fails at once."""
 
 
+# A failure's text, as a row keeps it: long enough to act on, short enough that an error
+# carrying a whole payload does not fill the database.
+FAILURE_TEXT_LIMIT = 2000
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message`, cut to FAILURE_TEXT_LIMIT characters: what a domain row stores."""
+    text = f"{type(error).__name__}: {error}"
+    if len(text) <= FAILURE_TEXT_LIMIT:
+        return text
+    return text[: FAILURE_TEXT_LIMIT - 1] + "…"
+
+
 TaskFunction = Callable[..., Awaitable[Any]]
 # Called with the context, the error and the job's arguments when a job fails for good
 # (its last attempt failed, or it raised PermanentJobError), in a session of its own.

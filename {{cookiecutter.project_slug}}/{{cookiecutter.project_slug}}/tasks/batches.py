@@ -9,7 +9,12 @@ import time
 import uuid
 from typing import Any
 
-from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, PermanentJobError, task
+from {{ cookiecutter.project_slug }}.jobs.registry import (
+    JobContext,
+    PermanentJobError,
+    describe,
+    task,
+)
 from {{ cookiecutter.project_slug }}.models import Batch, BatchItems, BatchStatus, utcnow
 
 # Progress is written about once a second: a rerun redoes at most about a second of work.
@@ -61,7 +66,7 @@ class ProgressSaver:
 async def batch_failed(ctx: JobContext, error: BaseException, batch_id: str) -> None:
     batch = await ctx.session.get(Batch, uuid.UUID(batch_id))
     if batch is not None:
-        batch.status, batch.error = BatchStatus.FAILED, f"{type(error).__name__}: {error}"
+        batch.status, batch.error = BatchStatus.FAILED, describe(error)
         batch.completed_at = utcnow()
         await ctx.session.commit()
 
@@ -101,7 +106,7 @@ async def run(ctx: JobContext, batch: Batch, items: list[Any]) -> None:
                 if len(failures) < MAX_RECORDED_FAILURES:
                     # The item that failed was the last one the iterator gave.
                     index = end - operator.length_hint(chunk) - 1
-                    failures.append({"index": index, "error": f"{type(error).__name__}: {error}"})
+                    failures.append({"index": index, "error": describe(error)})
         processed = end
         if saver.due():
             await save(ctx, batch, processed, failed, failures)

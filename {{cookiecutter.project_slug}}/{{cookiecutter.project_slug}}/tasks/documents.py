@@ -8,7 +8,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, PermanentJobError, task
+from {{ cookiecutter.project_slug }}.jobs.registry import (
+    JobContext,
+    PermanentJobError,
+    describe,
+    task,
+)
 from {{ cookiecutter.project_slug }}.models import Document, DocumentStatus, utcnow
 from {{ cookiecutter.project_slug }}.storage import Storage
 
@@ -48,7 +53,7 @@ async def document_failed(ctx: JobContext, error: BaseException, document_id: st
     document = await ctx.session.get(Document, uuid.UUID(document_id))
     if document is not None:
         document.status, document.processed_at = DocumentStatus.ERROR, utcnow()
-        document.error = str(error)
+        document.error = describe(error)
         await ctx.session.commit()
 
 

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, task
+from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, describe, task
 from {{ cookiecutter.project_slug }}.models import Email, EmailStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -49,7 +49,7 @@ async def deliver(email: Email, settings: Settings) -> None:
 async def email_failed(ctx: JobContext, error: BaseException, email_id: str) -> None:
     email = await ctx.session.get(Email, uuid.UUID(email_id))
     if email is not None:
-        email.status, email.error = EmailStatus.FAILED, f"{type(error).__name__}: {error}"
+        email.status, email.error = EmailStatus.FAILED, describe(error)
         await ctx.session.commit()
 
 

@@ -12,7 +12,12 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, PermanentJobError, task
+from {{ cookiecutter.project_slug }}.jobs.registry import (
+    JobContext,
+    PermanentJobError,
+    describe,
+    task,
+)
 from {{ cookiecutter.project_slug }}.models import Batch, Document, Report, ReportStatus, utcnow
 from {{ cookiecutter.project_slug }}.storage import Storage
 
@@ -57,7 +62,7 @@ def as_csv(rows: list[tuple[str, str, int]]) -> str:
 async def report_failed(ctx: JobContext, error: BaseException, report_id: str) -> None:
     report = await ctx.session.get(Report, uuid.UUID(report_id))
     if report is not None:
-        report.status, report.error = ReportStatus.FAILED, f"{type(error).__name__}: {error}"
+        report.status, report.error = ReportStatus.FAILED, describe(error)
         await ctx.session.commit()
 
 
