@@ -111,11 +111,11 @@ def load_module(path: Path) -> ModuleType:
     return module
 
 
-# Minutes each takes on 2 cores, roughly: a baked project's whole suite, the benchmark's
-# smoke runs, the multi-host deployments. Started first (pytest.ini hands out one test at
-# a time), they run side by side, the many short ones fill in around them, and the run
-# ends soon after the last of them.
-LONGEST_FIRST = ("test_install.py", "test_bench.py", "test_hosts.py")
+# Minutes each takes on 2 cores, roughly: the generated workflow with a baked project's
+# whole suite, the benchmark's smoke runs, the multi-host deployments, the containers.
+# Started first (pytest.ini hands out one test at a time), they run side by side, the many
+# short ones fill in around them, and the run ends soon after the last of them.
+LONGEST_FIRST = ("test_workflow_run.py", "test_bench.py", "test_hosts.py", "test_containers.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

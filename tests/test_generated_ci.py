@@ -76,7 +76,9 @@ def test_the_workflow_and_dockerfile_pass_their_checks(
 
     dockerfile = project / "Dockerfile"
     assert hadolint(dockerfile) == ""
-    assert "RUN uv sync --locked --no-dev" in dockerfile.read_text()
+    # The lock when there is one, and a build without it too (tests/test_containers.py).
+    assert "COPY pyproject.toml uv.lock* ./" in dockerfile.read_text()
+    assert "uv sync --locked --no-dev --no-editable" in dockerfile.read_text()
 
 
 def test_each_check_reports_a_spoiled_file(tmp_path: Path) -> None:
@@ -89,7 +91,9 @@ def test_each_check_reports_a_spoiled_file(tmp_path: Path) -> None:
     spoiled = workflow.replace("        with:\n          persist-credentials: false\n", "")
     spoiled = spoiled.replace("permissions:\n  contents: read\n", "")
     spoiled = re.sub(r"setup-uv@[0-9a-f]{40} # (v[\d.]+)", r"setup-uv@\1", spoiled)
-    assert spoiled.count("\n") == workflow.count("\n") - 4
+    checkouts = workflow.count("persist-credentials: false")
+    assert checkouts == 2  # the check job's and the Docker job's
+    assert spoiled.count("\n") == workflow.count("\n") - 2 * checkouts - 2
     workflow_path.write_text(spoiled)
     with pytest.raises(AssertionError) as found:
         zizmor(project)
@@ -103,7 +107,7 @@ def test_each_check_reports_a_spoiled_file(tmp_path: Path) -> None:
     old = workflow.replace(
         "3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1", "a" * 40 + " # v4.2.2"
     )
-    assert pin_errors(old) == [f"older than v7: uses: actions/checkout@{'a' * 40} # v4.2.2"]
+    assert pin_errors(old) == [f"older than v7: uses: actions/checkout@{'a' * 40} # v4.2.2"] * 2
 
     # The schema: a job without `runs-on` (misspelt) is not a GitHub workflow.
     workflow_path.write_text(workflow.replace("    runs-on:", "    run-on:"))
@@ -114,9 +118,7 @@ def test_each_check_reports_a_spoiled_file(tmp_path: Path) -> None:
     dockerfile = project / "Dockerfile"
     text = dockerfile.read_text()
     spoiled = text.replace("FROM python:3.12-slim AS build", "FROM python AS build")
-    spoiled = spoiled.replace(
-        "RUN uv sync --locked --no-dev --no-install-project", "RUN pip install uv"
-    )
+    spoiled = spoiled.replace("    uv sync --locked --no-dev --no-editable", "    pip install uv")
     spoiled = spoiled.replace("USER 10001:10001", "USER app")
     assert spoiled.count("\n") == text.count("\n")
     dockerfile.write_text(spoiled)

@@ -123,7 +123,7 @@ def test_next_steps_name_the_worker_only_for_rq() -> None:
 
 def test_each_secret_compose_requires_is_made_fresh_and_private(tmp_path: Path) -> None:
     compose = "a: ${ONE:?made at bake}\nb: ${TWO:?x} ${ONE:?again}\nc: ${OPTIONAL:-default}\n"
-    values = []
+    values: list[str] = []
     for bake in ("first", "second"):
         root = tmp_path / bake
         root.mkdir()
