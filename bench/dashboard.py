@@ -93,7 +93,7 @@ async def measure(jobs: int, runs: int) -> dict[str, Any]:
         }
         transport = httpx.ASGITransport(app=app)
         results: dict[str, Any] = {}
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             for name, path in pages.items():
                 (await client.get(path)).raise_for_status()  # warm: templates compiled
                 times, statements = [], 0

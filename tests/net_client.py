@@ -78,7 +78,7 @@ async def database(action: str, *args: str) -> Any:
 def emails(count: int, urls: list[str]) -> dict[str, Any]:
     answers: list[int] = []
     ids = []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers={"X-API-Key": os.environ["API_KEYS"]}) as client:
         for n in range(count):
             email = {"to": "ada@example.com", "subject": f"Hosts {n}", "body": "Hello."}
             response = client.post(f"{urls[n % len(urls)]}/api/v1/emails", json=email)

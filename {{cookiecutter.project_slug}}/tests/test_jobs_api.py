@@ -130,9 +130,10 @@ async def test_past_the_backlog_limit_submitting_answers_503_instead_of_waiting(
 ) -> None:
     limits = {"job_concurrency": 1, "job_pending_limit": 1, "job_backlog_limit": 4}
     app = create_app(settings.model_copy(update=limits))
+    transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
     ):
         control: JobControl = app.state.job_control
         sessionmaker: SessionMaker = app.state.sessionmaker
