@@ -24,7 +24,8 @@ class SlowSink:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
-        number = int(re.findall(r"\d+", message["Subject"] or "0")[-1] or 0)
+        digits = re.findall(r"\d+", message["Subject"] or "")
+        number = int(digits[-1]) if digits else 0
         await asyncio.sleep(0.3 + (number % 10) * 0.3)
         if server.transport is None or server.transport.is_closing():
             return "451 the sender went away"

@@ -68,6 +68,7 @@ class Client:
     them: to a web container's address, with the API key the bake made."""
 
     def __init__(self, host: Host, key: str) -> None:
+        self.namespace = host.namespace
         command = ["ip", "netns", "exec", host.namespace, sys.executable, "-c", CLIENT]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -234,6 +235,10 @@ def check_the_stack(
     ran = [c for c in runners if re.search(rf'"job_id": "{first}".*succeeded', logs_of(stack, c))]
     assert ran, f"the job's success is logged in none of {[c.name for c in runners]}"
 
+    # The generated workflow's Docker job submits a job the same way: its step, run as
+    # it is, against the stack's port as the runner sees it (forwarded to a web replica).
+    figures["workflow's smoke step s"] = run_the_workflows_smoke_step(stack, client, webs[0])
+
     # SIGKILL of every container that runs jobs, mid-run; then they start again.
     emails = client.send_emails(EMAILS, "Kill")
     wait_until(
@@ -312,3 +317,54 @@ def test_a_dockerfile_copying_a_missing_file_and_a_missing_secret_are_caught(
         env.write_text(env.read_text().replace("DOCKER_API_KEYS=", "OTHER="))
         with pytest.raises(ValueError, match="DOCKER_API_KEYS is missing a value"):
             Stack(project, network, f"cs{os.getpid()}")
+
+
+# Listens on the client host's 127.0.0.1:8000, as a published port does on the runner,
+# and passes each connection on to a web container.
+FORWARDER = """
+import asyncio, sys
+target, port = sys.argv[1], int(sys.argv[2])
+async def pipe(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+async def forward(reader, writer):
+    upstream_reader, upstream_writer = await asyncio.open_connection(target, port)
+    await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+async def main():
+    server = await asyncio.start_server(forward, "127.0.0.1", 8000)
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def run_the_workflows_smoke_step(stack: Stack, client: Client, web: Container) -> float:
+    """The Docker job's step that submits a job and waits for it, from the workflow."""
+    workflow = yaml.safe_load((stack.project / ".github" / "workflows" / "ci.yml").read_text())
+    steps = workflow["jobs"]["docker"]["steps"]
+    (step,) = [step for step in steps if "/api/v1/emails" in step.get("run", "")]
+    namespace = ["ip", "netns", "exec", client.namespace]
+    forwarder = subprocess.Popen(
+        [*namespace, sys.executable, "-c", FORWARDER, web.host.address, "8000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert forwarder.stdout is not None
+        assert forwarder.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        result = subprocess.run(
+            [*namespace, "bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=stack.project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return round(time.monotonic() - started, 1)
+    finally:
+        forwarder.terminate()
+        forwarder.wait(timeout=10)
