@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # the tests and by the projects they bake, only when PATH has none of its own.
 export PATH := $(PATH):$(abspath $(BIN))
 
-.PHONY: lint test bench demo
+.PHONY: lint test bench demo standins
 
 # Bytecode compiled at install, as pip does: the tests start hundreds of Python processes.
 $(VENV)/.installed: requirements.txt
@@ -29,6 +29,11 @@ lint: $(VENV)/.installed
 # Bake every combination, lint, type-check, install, migrate and run each one's tests.
 test: lint
 	$(BIN)/pytest
+
+# The stand-in images the container tests run on (tests/podman.py), built ahead: a
+# first `make test` builds them too. Needs root, podman and debootstrap.
+standins: $(VENV)/.installed
+	$(BIN)/python -m tests.podman
 
 # Every figure the README claims, next to its raw baseline: bench/results/latest.{md,json,png}.
 # Needs redis-server. Not part of `test` (figures are noisy); a smoke run with tiny counts is.

@@ -76,8 +76,8 @@ class Counts:
     http_runs: int = 3
     # Untimed requests to each server first (see Bench.loads).
     http_warmup: int = 64
-    # The second enqueue row of each database serves from this many uvicorn processes.
-    web_processes: int = 4
+    # Each database's enqueue rows serve from this many uvicorn processes, group by group.
+    web_processes: tuple[int, ...] = (1, 4)
     jobs: int = 2000
     # Submitted one by one, a rate steady after the first few jobs: half as many, half the
     # time, the same figure within its runs' spread.
@@ -105,7 +105,8 @@ SMOKE = Counts(
     http_concurrency=4,
     http_runs=1,
     http_warmup=0,
-    web_processes=2,
+    # One group, of several processes: one process is the same code with --workers 1.
+    web_processes=(2,),
     jobs=20,
     jobs_one_by_one=10,
     jobs_per_transaction=5,
@@ -251,7 +252,7 @@ class Bench:
         return [
             row
             for database in DATABASES
-            for web in (1, self.counts.web_processes)
+            for web in self.counts.web_processes
             for row in self.enqueue_rows(database, web)
         ]
 

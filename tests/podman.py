@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -306,3 +307,15 @@ def uv_binary(version: str, target: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             target.write_bytes(archive.read(f"uv-{version}.data/scripts/uv"))
     target.chmod(0o755)
+
+
+def ensure_all() -> None:
+    """Every stand-in the tests use: the bakes' base images, and GitHub's runner."""
+    dockerfile = Path(__file__).parent.parent / "{{cookiecutter.project_slug}}" / "Dockerfile"
+    uv = re.search(r"--from=(ghcr\.io/astral-sh/uv:\S+)", dockerfile.read_text())
+    assert uv is not None, "the Dockerfile copies uv from no image"
+    ensure("python:3.12-slim", uv[1], "redis:7-alpine", "postgres:16-alpine", RUNNER)
+
+
+if __name__ == "__main__":  # `make standins`
+    ensure_all()
