@@ -228,6 +228,16 @@ def check_the_stack(
     assert client("GET", "/api/v1/jobs", key=False)[0] == 401
     for container in [*webs, *stack.containers.get("worker", [])]:
         assert stack.users(container) == {UID}, f"{container.name} runs as {UID} only"
+    if combination.database == "postgresql":
+        # The service's role owns its database and is no superuser.
+        (postgres,) = stack.containers["postgres"]
+        query = "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'"
+        assert stack.exec(postgres, "psql", "-U", "postgres", "-tAc", query).strip() == "f"
+    if combination.job_backend == "rq":
+        # Redis answers no client without the password the bake made.
+        (redis,) = stack.containers["redis"]
+        refused = stack.exec(redis, "env", "REDISCLI_AUTH=", "redis-cli", "ping")
+        assert "NOAUTH" in refused, refused
 
     # A job through the API, run where jobs run.
     (first,) = client.send_emails(1, "First")
