@@ -88,7 +88,10 @@ class Client:
         status, answer = json.loads(self.process.stdout.readline())
         return int(status), answer
 
-    def close(self) -> None:
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
         self.process.wait(timeout=10)
@@ -179,29 +182,15 @@ def test_a_fresh_bake_comes_up_in_containers_and_keeps_its_jobs(
         with smtp_sink(network, mail, tmp_path / "delivered.log") as delivered:
             try:
                 figures["build s"] = round(stack.build(tmp_path), 1)
-                run_the_stack(stack, combination, tmp_path, key, client_host, delivered, figures)
+                # Whenever several services may start at the same moment, the last first.
+                last_first = stack.up(tmp_path, order=lambda ready: sorted(ready, reverse=True))
+                figures["healthy s"] = round(last_first, 1)
+                with Client(client_host, key) as client:
+                    check_the_stack(stack, combination, tmp_path, client, delivered, figures)
             finally:
                 stack.down(volumes=True)
                 stack.remove_image()
     print(f"{combination.id}: {figures}")
-
-
-def run_the_stack(
-    stack: Stack,
-    combination: Combination,
-    work: Path,
-    key: str,
-    client_host: Host,
-    delivered: Callable[[], Counter[str]],
-    figures: dict[str, object],
-) -> None:
-    # Whenever several services may start at the same moment, the last first.
-    figures["healthy s"] = round(stack.up(work, order=lambda ready: sorted(ready, reverse=True)), 1)
-    client = Client(client_host, key)
-    try:
-        check_the_stack(stack, combination, work, client, delivered, figures)
-    finally:
-        client.close()
 
 
 def check_the_stack(
