@@ -120,6 +120,15 @@ async def test_without_keys_only_loopback_is_served_unless_opened_on_purpose(
     key = KEYS[0].get_secret_value()
     answers = await ask(keyed, "198.51.100.7", beyond, **{"X-API-Key": key})
     assert answers[:2] == [200, 202]
+    # The schema says which refusal each set-up makes, for generated clients.
+    expected: list[tuple[Settings, set[str]]] = [
+        (settings, {"403"}),
+        (keyed, {"401"}),
+        (opened, set()),
+    ]
+    for configured, refusals in expected:
+        documented = create_app(configured).openapi()["paths"]["/api/v1/jobs"]["get"]
+        assert {"401", "403"} & set(documented["responses"]) == refusals
 
 
 async def test_how_open_the_api_is_is_said_at_start(

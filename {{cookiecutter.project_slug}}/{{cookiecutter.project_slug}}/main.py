@@ -24,7 +24,12 @@ from {{ cookiecutter.project_slug }}.api import (
 from {{ cookiecutter.project_slug }}.api import metrics as metrics_api
 from {{ cookiecutter.project_slug }}.api.body_limit import BodyLimit
 from {{ cookiecutter.project_slug }}.api.keys import ApiKeys, require_api_key, require_metrics_key
-from {{ cookiecutter.project_slug }}.api.responses import common
+from {{ cookiecutter.project_slug }}.api.responses import (
+    BEYOND_LOOPBACK,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    Responses,
+)
 from {{ cookiecutter.project_slug }}.dashboard import add_dashboard
 from {{ cookiecutter.project_slug }}.db import create_sessionmaker, database_engine
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
@@ -83,13 +88,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.add_handlers(app)
     app.include_router(health.router)
     metrics_guard = [Depends(require_metrics_key)] if settings.metrics_require_api_key else []
+    metrics_refusals = UNAUTHORIZED if metrics_guard else {}
     app.include_router(
-        metrics_api.router, dependencies=metrics_guard, responses=common(metrics_guard)
+        metrics_api.router,
+        dependencies=metrics_guard,
+        responses={**UNAVAILABLE, **metrics_refusals},
     )
-    open_to_all = settings.allow_open_api and not settings.api_keys
-    api_guard = [] if open_to_all else [Depends(require_api_key)]
+    # What the guard of /api/v1 refuses: a request without a key; without keys, one from
+    # beyond loopback; nothing when ALLOW_OPEN_API=true opens it on purpose.
+    refusals: Responses = UNAUTHORIZED if settings.api_keys else BEYOND_LOOPBACK
+    if settings.allow_open_api and not settings.api_keys:
+        refusals = {}
+    api_guard = [Depends(require_api_key)] if refusals else []
     for router in ROUTERS:
-        app.include_router(router, dependencies=api_guard, responses=common(api_guard))
+        app.include_router(router, dependencies=api_guard, responses={**UNAVAILABLE, **refusals})
     add_dashboard(app)
     return app
 

@@ -1,7 +1,6 @@
 """The answers besides success that routes document: a client generated from
 `/openapi.json` then knows every status it can get, and the body that comes with it."""
 
-from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -38,7 +37,7 @@ UNAUTHORIZED: Responses = {
     }
 }
 
-
-def common(guard: Sequence[object]) -> Responses:
-    """What every route of a router may answer; 401 only behind a guard (an API key)."""
-    return {**UNAVAILABLE, **UNAUTHORIZED} if guard else UNAVAILABLE
+# Without API_KEYS, to a request from beyond loopback, unless ALLOW_OPEN_API=true.
+BEYOND_LOOPBACK: Responses = {
+    403: refusal("API_KEYS is not set, and the request did not come over loopback"),
+}

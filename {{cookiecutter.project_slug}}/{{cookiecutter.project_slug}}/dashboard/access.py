@@ -2,8 +2,9 @@
 
 With API_KEYS set, a browser signs in once with a key and then carries a signed cookie
 (HttpOnly, SameSite=Strict); without keys the dashboard is open on loopback, like the
-API, and says so. Every POST must come from the dashboard's own pages: a browser names the site a
-request comes from (Sec-Fetch-Site, or else Origin), and another site's is refused.
+API, and says so. Every POST must come from the dashboard's own pages: a browser names
+the site a request comes from (Sec-Fetch-Site, or else Origin), and another site's is
+refused.
 """
 
 from urllib.parse import urlsplit
