@@ -63,3 +63,15 @@ async def work(ctx: JobContext, seconds: float) -> dict[str, float]:
     note(f"run {ctx.job_id} {ctx.attempt} {os.getpid()}")
     await asyncio.sleep(seconds)
     return {"slept": seconds}
+
+
+@task(max_attempts=3)
+async def returns(ctx: JobContext, what: str) -> object:
+    """A result strict JSON has no word for (NaN), or one marked with `what`."""
+    note(f"returned {ctx.job_id} {ctx.attempt}")
+    return {"x": float("nan")} if what == "nan" else {"marked": what}
+
+
+@task(max_attempts=2, backoff_seconds=0.1)
+async def fail_with_nul(ctx: JobContext) -> None:
+    raise ValueError("a NUL \x00 in the message")

@@ -20,6 +20,7 @@ from sqlmodel import col, delete, exists, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.jobs.registry import storable_text
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
 
 
@@ -187,10 +188,13 @@ TRACEBACK_LIMIT = 20_000
 
 
 def _error_values(error: BaseException) -> dict[str, Any]:
+    message = storable_text(str(error) or repr(error))
     return {
         "error_type": type(error).__name__,
-        "error_message": (str(error) or repr(error))[:ERROR_MESSAGE_LIMIT],
-        "error_traceback": "".join(traceback.format_exception(error))[-TRACEBACK_LIMIT:],
+        "error_message": message[:ERROR_MESSAGE_LIMIT],
+        "error_traceback": storable_text("".join(traceback.format_exception(error)))[
+            -TRACEBACK_LIMIT:
+        ],
     }
 
 
@@ -218,19 +222,26 @@ async def record_failure(
 
 
 async def release(
-    session: AsyncSession, executor_id: uuid.UUID, job_ids: Collection[uuid.UUID] | None = None
+    session: AsyncSession,
+    executor_id: uuid.UUID,
+    job_ids: Collection[uuid.UUID],
+    give_back_attempt: bool = True,
 ) -> int:
-    """Give back the jobs this executor holds (or those of them in `job_ids`): queued
-    again at once, the interrupted attempt not counted."""
-    held = (col(Job.executor_id) == executor_id) & (col(Job.status) == JobStatus.RUNNING)
-    if job_ids is not None:
-        held &= col(Job.id).in_(job_ids)
+    """Give back these jobs, if this executor holds them: queued again at once. An
+    attempt a shutdown interrupted is given back (not counted); one that ended here
+    without its outcome recorded is not, so that no job repeats without bound."""
+    held = (
+        (col(Job.executor_id) == executor_id)
+        & (col(Job.status) == JobStatus.RUNNING)
+        & col(Job.id).in_(job_ids)
+    )
+    attempts = col(Job.attempts) - 1 if give_back_attempt else col(Job.attempts)
     released = await session.exec(
         update(Job)
         .where(held)
         .values(
             status=JobStatus.QUEUED,
-            attempts=col(Job.attempts) - 1,
+            attempts=attempts,
             run_after=clock.now(),
             executor_id=None,
         )

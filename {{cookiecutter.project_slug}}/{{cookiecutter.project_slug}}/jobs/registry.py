@@ -66,9 +66,15 @@ class PermanentJobError(Exception):
 FAILURE_TEXT_LIMIT = 2000
 
 
+def storable_text(text: str) -> str:
+    """The text with its NUL characters spelt out: {% if cookiecutter.database == "sqlite" %}a text column that stays portable
+    to other databases holds none{% else %}PostgreSQL's text refuses them{% endif %}."""
+    return text.replace("\x00", "\\x00")
+
+
 def describe(error: BaseException) -> str:
     """`Type: message`, cut to FAILURE_TEXT_LIMIT characters: what a domain row stores."""
-    text = f"{type(error).__name__}: {error}"
+    text = storable_text(f"{type(error).__name__}: {error}")
     if len(text) <= FAILURE_TEXT_LIMIT:
         return text
     return text[: FAILURE_TEXT_LIMIT - 1] + "…"

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars, clear_contextvars
@@ -54,10 +54,32 @@ WRITE_RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)
 WRITE_RETRY_MAX_SECONDS = 2.0
 
 T = TypeVar("T")
+# What became of a success: recorded; recorded as a failure because the database refused
+# the result; or not recorded, the job being cancelled or run elsewhere meanwhile.
+Outcome = Literal["succeeded", "refused", "lost"]
 
 
 class UnknownTask(Exception):
     """The job names a task this process has not registered."""
+
+
+class UnstorableResult(PermanentJobError):
+    """The task returned what the job table cannot keep as JSON (NaN, an object): the
+    same task would return it again, so its job fails at once."""
+
+
+class ResultRefused(Exception):
+    """The database refused to store the job's result (a constraint, a trigger, a size)."""
+
+
+def storable(result: Any) -> Any:
+    """The result, if strict JSON can hold it: `json.dumps` writes NaN and Infinity,
+    which {% if cookiecutter.database == "sqlite" %}SQLite would read back as null{% else %}PostgreSQL refuses{% endif %}."""
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise UnstorableResult(f"the result is not JSON the job table can keep: {error}") from None
+    return result
 
 
 def retry_delay(task: Task, attempt: int) -> float:
@@ -201,9 +223,23 @@ class Runner:
         by_id = {job.id: job for job in jobs}
         return [by_id.get(job_id) for job_id in job_ids]
 
-    async def _record_successes(self, successes: Sequence[writes.Success]) -> list[bool]:
-        async with self._sessionmaker() as session:
-            return await writes.record_successes(session, self.executor_id, successes)
+    async def _record_successes(self, successes: Sequence[writes.Success]) -> list[Outcome]:
+        try:
+            async with self._sessionmaker() as session:
+                recorded = await writes.record_successes(session, self.executor_id, successes)
+            return ["succeeded" if done else "lost" for done in recorded]
+        except Exception as error:
+            if database_unavailable(error):
+                raise
+            refused = error
+        if len(successes) > 1:
+            # One result the database refuses undoes the whole transaction: each alone
+            # then, so that only its job fails and its neighbours' outcomes stand.
+            return [(await self._record_successes([done]))[0] for done in successes]
+        # Refused alone: the job fails, once, saying why; its attempt is not given back.
+        why = f"the database refused the result: {type(refused).__name__}: {refused}"
+        failed = await self._record_failure(successes[0].job_id, ResultRefused(why), None)
+        return ["refused" if failed else "lost"]
 
     async def _record_failure(
         self, job_id: uuid.UUID, error: BaseException, retry_in_seconds: float | None
@@ -280,7 +316,7 @@ class Runner:
                 raise UnknownTask(f"no task named {job.name!r} is registered in this process")
             async with self._sessionmaker() as task_session, deadline:
                 result = await task.function(self._context(job, task_session), **job.arguments)
-            json.dumps(result)  # refuse a result the job table cannot hold, as a failure
+            result = storable(result)
         except Exception as error:
             failure = error
             if deadline.expired():
@@ -314,11 +350,18 @@ class Runner:
             )
             return
         attempt.finishing = True
-        recorded = await self._write(lambda: self._successes.submit(writes.Success(job.id, result)))
-        if not recorded:
+        outcome = await self._write(lambda: self._successes.submit(writes.Success(job.id, result)))
+        if outcome == "lost":
             self._log_rejected(job)
             return
         seconds = time.monotonic() - started
+        if outcome == "refused":
+            metrics.job_ended(job.name, "failed", seconds)
+            logger.error("job failed: the database refused its result; not retried")
+            if task.on_failure is not None:
+                refused = ResultRefused("the database refused the job's result")
+                await self._on_failure(task.on_failure, job, refused)
+            return
         metrics.job_ended(job.name, "succeeded", seconds)
         logger.info("job succeeded in %.3f s", seconds)
 
@@ -417,6 +460,10 @@ class Runner:
                 return set()
             # A claim whose answer was lost (the connection broke after the commit).
             orphans = held - self._attempts.keys()
-            if orphans and (released := await writes.release(session, self.executor_id, orphans)):
+            if orphans and (
+                released := await writes.release(
+                    session, self.executor_id, orphans, give_back_attempt=False
+                )
+            ):
                 logger.warning("%d jobs held here but not running here: queued again", released)
             return held
