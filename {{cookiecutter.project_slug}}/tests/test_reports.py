@@ -4,6 +4,7 @@ import uuid
 
 import httpx
 
+from {{ cookiecutter.project_slug }}.api.idempotency import PURGED
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Report
@@ -64,3 +65,22 @@ async def test_one_report_per_idempotency_key(
     ]
     assert (again["id"], again["job_id"]) == (first["id"], first["job_id"])
     await wait_for(control, uuid.UUID(first["job_id"]), *FINISHED)
+
+
+async def test_a_key_repeated_after_the_cleanup_removed_its_report_answers_410(
+    control: JobControl, client: httpx.AsyncClient, sessionmaker: SessionMaker
+) -> None:
+    """Reports go after REPORT_RETENTION_DAYS, their jobs after JOB_RETENTION_DAYS: a key
+    repeated in between finds its job and no report."""
+    headers = {"Idempotency-Key": "quarterly"}
+    body = {"kind": "batches_by_status_and_day"}
+    first = (await client.post("/api/v1/reports", json=body, headers=headers)).json()
+    await wait_for(control, uuid.UUID(first["job_id"]), *FINISHED)
+    async with sessionmaker() as session:  # as the cleanup removes it
+        await session.delete(await session.get(Report, uuid.UUID(first["id"])))
+        await session.commit()
+    again = await client.post("/api/v1/reports", json=body, headers=headers)
+    assert again.status_code == 410, again.text
+    assert again.json() == {"detail": PURGED}
+    fresh = await client.post("/api/v1/reports", json=body, headers={"Idempotency-Key": "q2"})
+    assert fresh.status_code == 202

@@ -15,7 +15,12 @@ from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
 from {{ cookiecutter.project_slug }}.api.errors import invalid
 from {{ cookiecutter.project_slug }}.api.fields import Limit, Offset, one_value_each
-from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
+from {{ cookiecutter.project_slug }}.api.idempotency import (
+    REPEAT_AFTER_CLEANUP,
+    IdempotencyKey,
+    scoped,
+    start,
+)
 from {{ cookiecutter.project_slug }}.api.responses import Responses, refusal
 from {{ cookiecutter.project_slug }}.models import Document, DocumentStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -82,7 +87,7 @@ async def find(session: AsyncSession, document_id: uuid.UUID) -> Document:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=UPLOAD_BODY,
-    responses={413: refusal("Larger than MAX_UPLOAD_BYTES")},
+    responses={413: refusal("Larger than MAX_UPLOAD_BYTES"), **REPEAT_AFTER_CLEANUP},
 )
 async def upload_document(
     request: Request,

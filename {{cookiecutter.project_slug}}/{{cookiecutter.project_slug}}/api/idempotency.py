@@ -4,10 +4,11 @@ and job, however often, and however many requests race with it."""
 import uuid
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import Header
+from fastapi import Header, HTTPException, status
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from {{ cookiecutter.project_slug }}.api.responses import Responses, refusal
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import Job
 
@@ -51,5 +52,15 @@ async def start(
     if submitted.id == job.id:
         return row, job
     model = type(row)
-    made = (await session.exec(select(model).where(model.job_id == submitted.id))).one()
+    made = (await session.exec(select(model).where(model.job_id == submitted.id))).first()
+    if made is None:
+        # The cleanup removed the row past its retention; the key's job is kept longer.
+        raise HTTPException(status.HTTP_410_GONE, PURGED)
     return made, submitted
+
+
+PURGED = "what this Idempotency-Key made was removed after its retention: use a new key"
+# For the routes whose rows the cleanup removes before their jobs.
+REPEAT_AFTER_CLEANUP: Responses = {
+    410: refusal("What this Idempotency-Key made was removed: use a new key"),
+}

@@ -13,7 +13,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from {{ cookiecutter.project_slug }}.api import API_PREFIX
 from {{ cookiecutter.project_slug }}.api.deps import JobControlDep, SessionDep
 from {{ cookiecutter.project_slug }}.api.fields import IsoDate
-from {{ cookiecutter.project_slug }}.api.idempotency import IdempotencyKey, scoped, start
+from {{ cookiecutter.project_slug }}.api.idempotency import (
+    REPEAT_AFTER_CLEANUP,
+    IdempotencyKey,
+    scoped,
+    start,
+)
 from {{ cookiecutter.project_slug }}.api.responses import Responses, refusal
 from {{ cookiecutter.project_slug }}.models import Report, ReportStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -57,7 +62,7 @@ async def find(session: AsyncSession, report_id: uuid.UUID) -> Report:
     return report
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=REPEAT_AFTER_CLEANUP)
 async def create_report(
     payload: ReportCreate,
     session: SessionDep,
