@@ -65,6 +65,7 @@ async def database(action: str, *args: str) -> Any:
                         "name": job.name,
                         "status": job.status,
                         "attempts": job.attempts,
+                        "lost_attempts": job.lost_attempts,
                         "executor_id": str(job.executor_id),
                     }
                     for job in rows

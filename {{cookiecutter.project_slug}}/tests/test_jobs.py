@@ -18,6 +18,7 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker, create_engine, crea
 from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
 from {{ cookiecutter.project_slug }}.jobs import moves, reads
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
+from {{ cookiecutter.project_slug }}.jobs.recovery import MAX_LOST_ATTEMPTS
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
@@ -190,24 +191,29 @@ async def test_retry_runs_a_failed_job_again_under_the_same_id(
     )
 
 
-async def test_a_job_whose_process_died_runs_again_or_fails_when_out_of_attempts(
+async def test_a_job_whose_process_died_runs_again_and_one_that_keeps_dying_fails(
     control: JobControl, sessionmaker: SessionMaker
 ) -> None:
+    """An attempt cut short by its process dying is counted apart: a job only beside the
+    one that killed the process (here with its one attempt) runs again and succeeds; a
+    job whose process died during MAX_LOST_ATTEMPTS of its attempts fails."""
     # Rows as a killed process leaves them: running, on an executor whose heartbeat stopped.
     killed = Executor(host="killed-host", pid=1, backend="{{ cookiecutter.job_backend }}")
     killed.heartbeat_at = utcnow() - timedelta(minutes=1)
-    rerun = tasks.add.new_job(a=20, b=22)
-    out_of_attempts = tasks.add.new_job(a=0, b=0)
-    for job, attempts in ((rerun, 1), (out_of_attempts, 2)):
-        job.status, job.attempts, job.max_attempts = JobStatus.RUNNING, attempts, 2
-        job.executor_id = killed.id
+    beside = tasks.add.new_job(a=20, b=22)
+    killer = tasks.add.new_job(a=0, b=0)
+    for job, lost in ((beside, 0), (killer, MAX_LOST_ATTEMPTS - 1)):
+        job.status, job.attempts, job.max_attempts = JobStatus.RUNNING, 1, 1
+        job.lost_attempts, job.executor_id = lost, killed.id
     async with sessionmaker() as session:
-        session.add_all([killed, rerun, out_of_attempts])
+        session.add_all([killed, beside, killer])
         await session.commit()
-    succeeded = await wait_for(control, rerun.id, *FINISHED)
-    assert (succeeded.status, succeeded.result, succeeded.attempts) == (JobStatus.SUCCEEDED, 42, 2)
-    failed = await wait_for(control, out_of_attempts.id, *FINISHED)
+    succeeded = await wait_for(control, beside.id, *FINISHED)
+    outcome = (succeeded.status, succeeded.result, succeeded.attempts, succeeded.lost_attempts)
+    assert outcome == (JobStatus.SUCCEEDED, 42, 2, 1)
+    failed = await wait_for(control, killer.id, *FINISHED)
     assert (failed.status, failed.error_type) == (JobStatus.FAILED, "ExecutorLost")
+    assert failed.lost_attempts == MAX_LOST_ATTEMPTS
     async with sessionmaker() as session:
         assert await session.get(Executor, killed.id) is None, "a dead executor is forgotten"
 

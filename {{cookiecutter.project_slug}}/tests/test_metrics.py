@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
+from {{ cookiecutter.project_slug }}.jobs.recovery import MAX_LOST_ATTEMPTS
 from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
@@ -123,15 +124,15 @@ async def test_jobs_recovered_after_their_process_died_are_counted(
     before = await scrape(client, settings)
     # Rows as a killed process leaves them: running, on an executor that is no more.
     rerun = tasks.add.new_job(a=1, b=1)
-    out_of_attempts = tasks.add.new_job(a=2, b=2)
-    for job, attempts in ((rerun, 1), (out_of_attempts, 2)):
-        job.status, job.attempts, job.max_attempts = JobStatus.RUNNING, attempts, 2
+    lost_too_often = tasks.add.new_job(a=2, b=2)
+    for job, lost in ((rerun, 0), (lost_too_often, MAX_LOST_ATTEMPTS - 1)):
+        job.status, job.attempts, job.lost_attempts = JobStatus.RUNNING, 1, lost
         job.executor_id = uuid.uuid4()
     async with sessionmaker() as session:
-        session.add_all([rerun, out_of_attempts])
+        session.add_all([rerun, lost_too_often])
         await session.commit()
     await wait_for(control, rerun.id, JobStatus.SUCCEEDED)
-    await wait_for(control, out_of_attempts.id, JobStatus.FAILED)
+    await wait_for(control, lost_too_often.id, JobStatus.FAILED)
     expected = {"retried": 1, "failed": 1, "succeeded": 1}
 
     def moved(samples: Samples, status: str) -> float:

@@ -145,7 +145,7 @@ def show_job(job_id: uuid.UUID) -> None:
         "id": job.id,
         "task": job.name,
         "status": job.status,
-        "attempts": f"{job.attempts} of {job.max_attempts}",
+        "attempts": f"{job.attempts} of {job.max_attempts}, and {job.lost_attempts} lost",
         "progress": f"{job.progress:.0%} {job.progress_message or ''}".rstrip(),
         "arguments": json.dumps(job.arguments),
         "result": json.dumps(job.result),

@@ -75,8 +75,13 @@ class Job(SQLModel, table=True):
     error_type: str | None = Field(default=None, max_length=200)
     error_message: str | None = Field(default=None, sa_type=sa.Text)
     error_traceback: str | None = Field(default=None, sa_type=sa.Text)
+    # Every attempt started, each numbered; a shutdown gives an interrupted one back.
     attempts: int = 0
     max_attempts: int = Field(default=3, ge=1)
+    # Of the attempts, those cut short because their process died (killed, out of
+    # memory, cut off): not counted against max_attempts, so the jobs beside one that
+    # keeps killing its process do not pay for it (jobs/recovery.py).
+    lost_attempts: int = 0
     timeout_seconds: float = Field(default=300.0, gt=0)
     idempotency_key: str | None = Field(default=None, max_length=255, unique=True)
     progress: float = Field(default=0.0, ge=0, le=1)

@@ -140,6 +140,7 @@ def upgrade() -> None:
         sa.Column("error_traceback", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("lost_attempts", sa.Integer(), nullable=False),
         sa.Column("timeout_seconds", sa.Float(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
         sa.Column("progress", sa.Float(), nullable=False),

@@ -29,6 +29,9 @@ class JobPublic(BaseModel):
     status: JobStatus
     attempts: int
     max_attempts: int
+    # Of the attempts, those cut short by their process dying: not counted against
+    # max_attempts.
+    lost_attempts: int
     progress: float
     progress_message: str | None
     result: Any

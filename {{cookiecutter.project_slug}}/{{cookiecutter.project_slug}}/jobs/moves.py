@@ -59,6 +59,7 @@ def _fresh_start() -> dict[str, Any]:
     return {
         "status": JobStatus.QUEUED,
         "attempts": 0,
+        "lost_attempts": 0,
         "run_after": clock.now(),
         "executor_id": None,
         "result": None,

@@ -104,7 +104,7 @@ class Poller:
         async with self._sessionmaker() as session:
             read = self._steady()
             if read:
-                await self._recover_stalled_jobs(session)
+                await self._recover_lost_jobs(session)
             if self._schedules:
                 read = True
                 now = await reads.database_time(session)
@@ -121,16 +121,17 @@ class Poller:
             await self._backend.dispatch(due)
         return True
 
-    async def _recover_stalled_jobs(self, session: AsyncSession) -> None:
-        requeued, failed = await recovery.recover_stalled_jobs(session, self._lease_seconds)
+    async def _recover_lost_jobs(self, session: AsyncSession) -> None:
+        requeued, failed = await recovery.recover_lost_jobs(session, self._lease_seconds)
         if requeued or failed:
             logger.warning(
                 "found %d jobs whose process went unheard for over %g s: %d queued again, "
-                "%d failed (out of attempts)",
+                "%d failed (their process died in %d of their attempts)",
                 len(requeued) + len(failed),
                 self._lease_seconds,
                 len(requeued),
                 len(failed),
+                recovery.MAX_LOST_ATTEMPTS,
             )
         for name in requeued:
             metrics.job_counted(name, "retried")

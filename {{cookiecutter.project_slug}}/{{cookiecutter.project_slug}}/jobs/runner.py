@@ -82,6 +82,12 @@ def storable(result: Any) -> Any:
     return result
 
 
+def allowed_attempts(job: Job) -> int:
+    """The attempt after which no retry follows: `max_attempts`, plus the attempts cut
+    short by their process dying, which do not count (jobs/recovery.py)."""
+    return job.max_attempts + job.lost_attempts
+
+
 def retry_delay(task: Task, attempt: int) -> float:
     """Exponential backoff with jitter: retries of many failed jobs spread out."""
     ceiling = min(task.max_backoff_seconds, task.backoff_seconds * 2 ** (attempt - 1))
@@ -323,8 +329,8 @@ class Runner:
                 failure = TimeoutError(f"timed out after {job.timeout_seconds:g} s")
             delay = None
             retryable = not isinstance(error, PermanentJobError)
-            if task is not None and retryable and job.attempts < job.max_attempts:
-                delay = retry_delay(task, job.attempts)
+            if task is not None and retryable and job.attempts < allowed_attempts(job):
+                delay = retry_delay(task, job.attempts - job.lost_attempts)
             attempt.finishing = True
             if delay is None and task is not None and task.on_failure is not None:
                 await self._on_failure(task.on_failure, job, failure)
@@ -337,7 +343,7 @@ class Runner:
             logger.warning(
                 "job failed on attempt %d of %d: %s: %s; %s",
                 job.attempts,
-                job.max_attempts,
+                allowed_attempts(job),
                 type(failure).__name__,
                 failure,
                 "no attempts left" if delay is None else f"retrying in {delay:.1f} s",
@@ -369,7 +375,7 @@ class Runner:
         return JobContext(
             job_id=job.id,
             attempt=job.attempts,
-            max_attempts=job.max_attempts,
+            max_attempts=allowed_attempts(job),
             session=session,
             settings=self._settings,
             _report_progress=self._progress_reporter(job.id),
