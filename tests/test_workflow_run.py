@@ -74,14 +74,17 @@ EXTENDED_TESTS = "tests/test_invoices.py tests/test_migrations.py"
 class Runner:
     """A runner container, with the pushed repository checked out in its workspace."""
 
-    def __init__(self, name: str, workspace: Path, uv: str) -> None:
+    def __init__(self, name: str, workspace: Path, uv: str, project: str) -> None:
         self.name, self.workspace = name, workspace
         self.workdir = f"{HOME}/work/{workspace.name}/{workspace.name}"
         cache = podman.STORE / "runner-cache"
-        for folder in ("uv", "mypy", "apt-archives", "apt-lists"):
-            (cache / folder / "partial").mkdir(parents=True, exist_ok=True)
-        for folder in ("uv", "mypy"):
-            os.chown(cache / folder, RUNNER_UID, RUNNER_UID)
+        # mypy's cache is the project's own, as a cache action keys it by repository:
+        # bakes of other backends hold other modules under the same names.
+        mypy_cache = cache / "mypy" / project
+        for folder in (cache / "uv", mypy_cache, cache / "apt-archives", cache / "apt-lists"):
+            (folder / "partial").mkdir(parents=True, exist_ok=True)
+        for folder in (cache / "uv", mypy_cache):
+            os.chown(folder, RUNNER_UID, RUNNER_UID)
         podman.podman("rm", "--force", "--ignore", name)
         podman.podman(
             "run",
@@ -94,7 +97,7 @@ class Runner:
             f"--volume={workspace}:{self.workdir}",
             f"--volume={uv}:{UV}/uv:ro",
             f"--volume={cache / 'uv'}:{HOME}/.cache/uv",
-            f"--volume={cache / 'mypy'}:{HOME}/.cache/mypy",
+            f"--volume={mypy_cache}:{HOME}/.cache/mypy",
             f"--volume={cache / 'apt-archives'}:/var/cache/apt/archives",
             f"--volume={cache / 'apt-lists'}:/var/lib/apt/lists",
             f"--volume={CA_BUNDLE}:{CA_BUNDLE}:ro",
@@ -197,7 +200,7 @@ def test_the_workflow_passes_as_pushed_and_the_readme_extends_the_project(
     push_and_check_out(project, workspace)
     assert not (workspace / ".env").exists(), ".env is never pushed"
 
-    runner = Runner(f"runner{os.getpid()}", workspace, uv)
+    runner = Runner(f"runner{os.getpid()}", workspace, uv, combination.id)
     try:
         times = run_the_check_job(runner, workflow)
         extended = follow_the_readme(runner, database_url)
@@ -273,7 +276,7 @@ def test_a_workflow_missing_an_install_step_fails_as_it_would_on_github(
     path.write_text(yaml.safe_dump(workflow, sort_keys=False))
     workspace = tmp_path / project.name
     push_and_check_out(project, workspace)
-    runner = Runner(f"runner{os.getpid()}", workspace, uv)
+    runner = Runner(f"runner{os.getpid()}", workspace, uv, "without-apt-step")
     try:
         with pytest.raises(AssertionError) as failed:
             run_the_check_job(runner, workflow)

@@ -40,6 +40,7 @@ async def test_jobs_are_listed_newest_first_and_filtered(
         "status",
         "attempts",
         "max_attempts",
+        "lost_attempts",
         "progress",
         "progress_message",
         "result",
