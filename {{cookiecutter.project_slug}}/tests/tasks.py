@@ -5,7 +5,9 @@ that happened in another process.
 """
 
 import asyncio
+import contextlib
 import os
+import time
 from pathlib import Path
 
 from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, task
@@ -75,3 +77,37 @@ async def returns(ctx: JobContext, what: str) -> object:
 @task(max_attempts=2, backoff_seconds=0.1)
 async def fail_with_nul(ctx: JobContext) -> None:
     raise ValueError("a NUL \x00 in the message")
+
+
+def block_until_released(key: str) -> None:
+    """Blocking work that ends once the test notes `release {key}`."""
+    while f"release {key}" not in noted():
+        time.sleep(0.02)
+    note(f"ended {key}")
+
+
+@task(timeout_seconds=60, max_attempts=1)
+async def threaded(ctx: JobContext, key: str) -> None:
+    """Its work in a thread, which a cancel cannot stop."""
+    note(f"started {key}")
+    await ctx.to_thread(block_until_released, key)
+
+
+@task(timeout_seconds=0.5, max_attempts=3)
+async def stubborn(ctx: JobContext, key: str) -> None:
+    """Swallows its cancellation, and so its timeout, until the test notes `release {key}`."""
+    note(f"started {key}")
+    while f"release {key}" not in noted():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.02)
+    note(f"ended {key}")
+
+
+async def from_the_next_release(ctx: JobContext) -> str:
+    return "new code"
+
+
+def register_the_next_release() -> None:
+    """Register the task only the next release of the code has: in the processes given
+    TEST_NEXT_RELEASE (tests/app.py, tests/worker.py), at their start."""
+    task(max_attempts=1)(from_the_next_release)

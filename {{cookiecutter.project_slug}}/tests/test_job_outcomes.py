@@ -1,17 +1,48 @@
-"""Outcomes the database cannot store end their job once, with a clear error, and leave
+"""Every way a job ends leaves its rows right.
+
+Outcomes the database cannot store end their job once, with a clear error, and leave
 its neighbours alone: a result strict JSON has no word for (NaN), a result the database
 refuses (a trigger here, as a constraint of the user's would), an error whose text holds
-a NUL{% if cookiecutter.database == "postgresql" %} (which PostgreSQL's text refuses){% endif %}."""
+a NUL{% if cookiecutter.database == "postgresql" %} (which PostgreSQL's text refuses){% endif %}.
+
+The row a task works on follows its job however the job ends: cancelled, given up after
+its process died, retried.
+
+An attempt ends within its timeout plus a grace even if its task does not stop, and no
+retry runs beside an attempt that may still be running.
+
+In a rolling deploy, a job of a task only the new code has waits for a process of the
+new code; one of a task no process knows fails after JOB_UNKNOWN_TASK_SECONDS.
+"""
 
 import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
 
+import httpx
 from sqlalchemy import text
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
-from {{ cookiecutter.project_slug }}.models import Job, JobStatus
+from {{ cookiecutter.project_slug }}.jobs.recovery import MAX_LOST_ATTEMPTS
+from {{ cookiecutter.project_slug }}.jobs.runner import CANCEL_GRACE_SECONDS
+from {{ cookiecutter.project_slug }}.models import (
+    Document,
+    Email,
+    Executor,
+    Job,
+    JobStatus,
+    utcnow,
+)
+from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.storage import Storage
+from {{ cookiecutter.project_slug }}.tasks.documents import process_document
+from {{ cookiecutter.project_slug }}.tasks.emails import send_email
 from tests import tasks
-from tests.test_jobs import FINISHED, submit, wait_for
+from tests.processes import {% if cookiecutter.job_backend == "rq" %}start_worker{% else %}start_web{% endif %}
+from tests.test_cli import cli
+from tests.test_jobs import FINISHED, submit, wait_for, wait_for_note
 
 NEIGHBOURS = 8
 {%- if cookiecutter.database == "sqlite" %}
@@ -93,3 +124,155 @@ async def test_an_error_whose_text_holds_a_nul_is_recorded(
     failed = await wait_for(control, job.id, JobStatus.FAILED)
     assert failed.attempts == 2
     assert failed.error_message == "a NUL \\x00 in the message"
+
+
+async def test_a_cancelled_email_says_so_and_a_retry_sends_it(
+    control: JobControl, client: httpx.AsyncClient, sessionmaker: SessionMaker
+) -> None:
+    # Due in an hour: it is surely still queued when cancelled.
+    email = Email(to="ada@example.com", subject="Hello", body="Hi")
+    job = send_email.new_job(email_id=str(email.id), delay=timedelta(hours=1))
+    email.job_id = job.id
+    async with sessionmaker() as session:
+        session.add(email)
+        await control.submit(session, job)
+
+    cancelled = await client.post(f"/api/v1/jobs/{job.id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    shown = (await client.get(f"/api/v1/emails/{email.id}")).json()
+    assert shown["status"] == "cancelled"
+
+    retried = await client.post(f"/api/v1/jobs/{job.id}/retry")
+    assert retried.status_code == 200, retried.text
+    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    shown = (await client.get(f"/api/v1/emails/{email.id}")).json()
+    assert (shown["status"], shown["error"]) == ("sent", None)
+
+
+async def test_a_document_whose_process_keeps_dying_ends_in_error_and_a_retry_processes_it(
+    control: JobControl, client: httpx.AsyncClient, sessionmaker: SessionMaker, settings: Settings
+) -> None:
+    stored_name = uuid.uuid4().hex
+    path = Storage(settings.storage_dir).path("documents", stored_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"three short words")
+    document = Document(stored_name=stored_name, content_type="text/plain")
+    # Rows as a killed process leaves them in the last attempt recovery allows it:
+    # running, on an executor whose heartbeat stopped.
+    killed = Executor(host="killed-host", pid=1, backend="{{ cookiecutter.job_backend }}")
+    killed.heartbeat_at = utcnow() - timedelta(minutes=1)
+    job = process_document.new_job(document_id=str(document.id))
+    job.status, job.attempts, job.lost_attempts = JobStatus.RUNNING, 3, MAX_LOST_ATTEMPTS - 1
+    job.executor_id, document.job_id = killed.id, job.id
+    async with sessionmaker() as session:
+        session.add_all([killed, job, document])
+        await session.commit()
+
+    failed = await wait_for(control, job.id, *FINISHED)
+    assert (failed.status, failed.error_type) == (JobStatus.FAILED, "ExecutorLost")
+    shown = (await client.get(f"/api/v1/documents/{document.id}")).json()
+    assert shown["status"] == "error"
+    assert shown["error"].startswith("ExecutorLost: the process running the job stopped")
+    assert shown["processed_at"] is not None
+
+    retried = await client.post(f"/api/v1/jobs/{job.id}/retry")
+    assert retried.status_code == 200, retried.text
+    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    shown = (await client.get(f"/api/v1/documents/{document.id}")).json()
+    assert (shown["status"], shown["error"], shown["word_count"]) == ("ready", None, 3)
+
+
+async def wait_until_held(control: JobControl, job_id: uuid.UUID, executor_id: uuid.UUID) -> None:
+    """Until the retried job is seen queued and held by the executor of its last attempt:
+    waiting for that attempt to end, not started beside it."""
+    job = await wait_for(control, job_id, JobStatus.QUEUED, JobStatus.RUNNING)
+    assert (job.status, job.executor_id) == (JobStatus.QUEUED, executor_id)
+
+
+async def test_a_job_cancelled_then_retried_at_once_runs_after_its_thread_ends(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    key = uuid.uuid4().hex
+    job = await submit(control, sessionmaker, tasks.threaded.new_job(key=key))
+    await wait_for_note(f"started {key}")
+    running = await control.get(job.id)
+    assert running.executor_id is not None
+    await control.cancel(job.id)
+    await control.retry(job.id)
+    await wait_until_held(control, job.id, running.executor_id)
+
+    tasks.note(f"release {key}")
+    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    runs = [line for line in tasks.noted() if line.endswith(key) and "release" not in line]
+    assert runs == [f"started {key}", f"ended {key}"] * 2
+
+
+async def test_an_attempt_that_swallows_its_timeout_is_given_up_and_not_run_beside(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    key = uuid.uuid4().hex
+    job = await submit(control, sessionmaker, tasks.stubborn.new_job(key=key))
+    failed = await wait_for(control, job.id, *FINISHED, within=CANCEL_GRACE_SECONDS + 15)
+    assert (failed.status, failed.attempts, failed.error_type) == (
+        JobStatus.FAILED,
+        1,
+        "AttemptStuck",
+    )
+    assert f"ended {key}" not in tasks.noted(), "its task runs on until released"
+    assert failed.executor_id is not None
+    await control.retry(job.id)
+    await wait_until_held(control, job.id, failed.executor_id)
+
+    tasks.note(f"release {key}")
+    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    runs = [line for line in tasks.noted() if line.endswith(key) and "release" not in line]
+    assert runs == [f"started {key}", f"ended {key}"] * 2
+
+
+async def test_a_job_of_a_task_only_the_next_release_has_waits_for_a_process_of_it(
+    control: JobControl,
+    client: httpx.AsyncClient,
+    sessionmaker: SessionMaker,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """The running processes are the old release: they leave the job queued, and say it
+    waits for an executor that knows its task, until a process of the new one runs it."""
+    job = await submit(control, sessionmaker, Job(name="from_the_next_release"))
+    health = (await client.get("/health/jobs")).json()
+    assert health["waiting_for_task"] == {"from_the_next_release": 1}
+    overview = (await client.get("/dashboard")).text
+    assert "waiting for an executor that knows this task" in overview
+    listed = await cli(settings, "executors", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "jobs waiting for their task" in listed.stdout
+    assert "from_the_next_release" in listed.stdout
+
+{%- if cookiecutter.job_backend == "rq" %}
+    # A second worker on this host: metrics served by the first only.
+    next_release = start_worker(
+        settings, tmp_path / "next-release.log", env={"TEST_NEXT_RELEASE": "1", "METRICS_PORT": "0"}
+    )
+{%- else %}
+    next_release = start_web(settings, tmp_path / "next-release.log", env={"TEST_NEXT_RELEASE": "1"})
+{%- endif %}
+    with next_release:
+        ran = await wait_for(control, job.id, *FINISHED)
+    assert (ran.status, ran.result, ran.attempts) == (JobStatus.SUCCEEDED, "new code", 1)
+    assert (await client.get("/health/jobs")).json()["waiting_for_task"] == {}
+
+
+async def test_a_job_of_a_task_no_process_knows_fails_after_the_bound(
+    control: JobControl, sessionmaker: SessionMaker
+) -> None:
+    """Due for longer than JOB_UNKNOWN_TASK_SECONDS (an hour), with a live executor."""
+    job = Job(name="removed_long_ago", run_after=utcnow() - timedelta(hours=2))
+    job = await submit(control, sessionmaker, job)
+    failed = await wait_for(control, job.id, *FINISHED)
+    assert (failed.status, failed.attempts, failed.error_type) == (
+        JobStatus.FAILED,
+        0,
+        "UnknownTask",
+    )
+    assert failed.error_message is not None
+    assert failed.error_message.startswith("no running executor knew the task within 3600 s")

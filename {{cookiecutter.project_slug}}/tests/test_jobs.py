@@ -19,6 +19,7 @@ from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
 from {{ cookiecutter.project_slug }}.jobs import moves, reads
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.jobs.recovery import MAX_LOST_ATTEMPTS
+from {{ cookiecutter.project_slug }}.jobs.registry import TASKS
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
@@ -26,6 +27,8 @@ from tests import tasks
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 # Long enough that a job started before it is due would be seen queued no longer.
 DELAY = timedelta(seconds=1.5)
+# The tasks an executor of these tests claims.
+KNOWN = sorted(TASKS)
 
 
 async def submit(control: JobControl, sessionmaker: SessionMaker, job: Job) -> Job:
@@ -117,7 +120,7 @@ async def test_a_job_over_its_timeout_is_stopped_and_failed(
     job = await submit(control, sessionmaker, tasks.overrun.new_job(seconds=60))
     failed = await wait_for(control, job.id, *FINISHED, within=10)
     assert failed.status == JobStatus.FAILED
-    assert (failed.error_type, failed.error_message) == ("TimeoutError", "timed out after 0.5 s")
+    assert (failed.error_type, failed.error_message) == ("AttemptTimedOut", "timed out after 0.5 s")
 
 
 async def test_fifty_concurrent_submits_with_one_key_make_one_job(
@@ -230,10 +233,10 @@ async def test_an_executor_late_with_its_heartbeat_claims_nothing(settings: Sett
             await session.commit()
             # Twenty seconds late, though within a lease of 30: any poller may soon
             # queue its jobs again, so it starts none.
-            assert await writes.claim(session, [job.id], late.id, fresh_seconds=15) == []
-            assert await writes.claim(session, [job.id], uuid.uuid4(), 15) == [], "no row"
-            assert await writes.heartbeat(session, late.id) == set()
-            claimed = await writes.claim(session, [job.id], late.id, 15)
+            assert await writes.claim(session, [job.id], late.id, 15, KNOWN) == []
+            assert await writes.claim(session, [job.id], uuid.uuid4(), 15, KNOWN) == [], "no row"
+            assert await writes.heartbeat(session, late.id, ()) == set()
+            claimed = await writes.claim(session, [job.id], late.id, 15, KNOWN)
             assert [(j.id, j.status, j.executor_id) for j in claimed] == [
                 (job.id, JobStatus.RUNNING, late.id)
             ]
@@ -256,11 +259,11 @@ async def test_a_result_is_recorded_only_where_the_executor_still_holds_the_job(
             session.add_all([here, there, *jobs])
             await session.commit()
             ids = [job.id for job in jobs]
-            assert len(await writes.claim(session, ids, here.id, fresh_seconds=15)) == 5
+            assert len(await writes.claim(session, ids, here.id, 15, KNOWN)) == 5
             assert await moves.cancel(session, ids[0])
             # Given back (as when this executor was taken for dead), then claimed there.
             assert await writes.release(session, here.id, [ids[3]]) == 1
-            assert len(await writes.claim(session, [ids[3]], there.id, fresh_seconds=15)) == 1
+            assert len(await writes.claim(session, [ids[3]], there.id, 15, KNOWN)) == 1
             # The executor's own earlier outcome stands too: a second one changes nothing.
             alone = [writes.Success(ids[4], 8)]
             assert await writes.record_successes(session, here.id, alone) == [True]

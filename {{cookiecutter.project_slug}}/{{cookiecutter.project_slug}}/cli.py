@@ -234,11 +234,18 @@ def list_schedules() -> None:
 
 @executors_app.command("list")
 def list_executors() -> None:
-    """The processes heard from within JOB_LEASE_SECONDS, oldest first."""
+    """The processes heard from within JOB_LEASE_SECONDS, oldest first; then the queued
+    jobs of tasks none of them knows, which wait for one that does."""
 
-    async def alive(session: AsyncSession, settings: Settings) -> Sequence[Executor]:
-        return await reads.live_executors(session, settings.job_lease_seconds)
+    async def alive(
+        session: AsyncSession, settings: Settings
+    ) -> tuple[Sequence[Executor], dict[str, int]]:
+        lease = settings.job_lease_seconds
+        return await reads.live_executors(session, lease), await reads.waiting_for_task(
+            session, lease
+        )
 
+    executors, waiting = run(alive)
     rows = (
         (
             executor.id,
@@ -248,6 +255,8 @@ def list_executors() -> None:
             when(executor.started_at),
             when(executor.heartbeat_at),
         )
-        for executor in run(alive)
+        for executor in executors
     )
     table("executors", ("id", "host", "pid", "backend", "started", "last heartbeat"), rows)
+    if waiting:
+        table("jobs waiting for their task", ("task", "queued"), waiting.items())

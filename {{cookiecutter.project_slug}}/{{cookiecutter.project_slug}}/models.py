@@ -103,6 +103,9 @@ class Executor(SQLModel, table=True):
     host: str = Field(max_length=255)
     pid: int
     backend: str = Field(max_length=50)
+    # The names of the tasks it runs: a job of a task no executor knows waits (a
+    # rolling deploy under way) rather than failing.
+    tasks: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     started_at: datetime = database_timestamp()
     heartbeat_at: datetime = database_timestamp()
 
@@ -111,6 +114,7 @@ class EmailStatus(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Email(SQLModel, table=True):
@@ -129,6 +133,7 @@ class DocumentStatus(StrEnum):
     PROCESSING = "processing"
     READY = "ready"
     ERROR = "error"
+    CANCELLED = "cancelled"
 
 
 class Document(SQLModel, table=True):
@@ -157,6 +162,7 @@ class BatchStatus(StrEnum):
     COMPLETED = "completed"
     COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Batch(SQLModel, table=True):
@@ -189,6 +195,7 @@ class ReportStatus(StrEnum):
     RUNNING = "running"
     READY = "ready"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Report(SQLModel, table=True):

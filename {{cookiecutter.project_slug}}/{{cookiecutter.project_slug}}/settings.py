@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=30.0, gt=0)
     # How often due retries, delayed and left-over jobs and schedules are looked for.
     job_poll_seconds: float = Field(default=1.0, gt=0)
+    # A job whose task no running executor knows (a rolling deploy under way) waits this
+    # long after it is due for one that does, then fails as UnknownTask.
+    job_unknown_task_seconds: float = Field(default=3600.0, gt=0)
     # After downtime, a schedule's latest missed fire time runs once (true) or is skipped.
     schedule_catch_up: bool = True
     # Emails: "console" logs them, "smtp" sends them.

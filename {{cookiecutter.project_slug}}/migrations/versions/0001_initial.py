@@ -111,6 +111,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("backend", sa.String(length=50), nullable=False),
+        sa.Column("tasks", sa.JSON(), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.PrimaryKeyConstraint("id"),

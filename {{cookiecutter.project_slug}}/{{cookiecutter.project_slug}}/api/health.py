@@ -52,6 +52,9 @@ class JobsHealth(BaseModel):
     failed_last_hour: int
     # How long the job waiting longest since it came due has waited.
     oldest_queued_seconds: float
+    # Queued jobs by task, of the tasks no live executor knows: they wait for one that
+    # does (a deploy under way), and fail after JOB_UNKNOWN_TASK_SECONDS.
+    waiting_for_task: dict[str, int]
     # The processes running jobs{% if cookiecutter.job_backend == "rq" %} (workers){% endif %}, on every host, heard from within the lease.
     executors: list[ExecutorSeen]
 
@@ -136,13 +139,16 @@ async def ready(
 @router.get("/jobs", responses=UNAVAILABLE)
 async def jobs_health(request: Request, control: JobControlDep) -> JobsHealth:
     """The job queue as every process sees it: counts from the job table."""
+    settings: Settings = request.app.state.settings
     async with _sessionmaker(request)() as session:
         stats = await reads.stats(session)
+        waiting = await reads.waiting_for_task(session, settings.job_lease_seconds)
     return JobsHealth(
         backend=control.backend.name,
         queued=stats.queued,
         running=stats.running,
         failed_last_hour=stats.failed_last_hour,
         oldest_queued_seconds=round(stats.oldest_queued_seconds, 3),
+        waiting_for_task=waiting,
         executors=await _executors(request),
     )

@@ -20,7 +20,8 @@ from sqlmodel import col, delete, exists, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
-from {{ cookiecutter.project_slug }}.jobs.registry import storable_text
+from {{ cookiecutter.project_slug }}.jobs.reads import UNHELD
+from {{ cookiecutter.project_slug }}.jobs.registry import describe, follow, storable_text
 from {{ cookiecutter.project_slug }}.models import Executor, Job, JobStatus
 
 
@@ -30,14 +31,27 @@ async def register_executor(session: AsyncSession, executor: Executor) -> None:
     await session.commit()
 
 
-async def heartbeat(session: AsyncSession, executor_id: uuid.UUID) -> set[uuid.UUID] | None:
-    """Note that the executor is alive; return the ids of the jobs the table says it
-    runs, or None when its row is gone: it was taken for dead and its jobs given away."""
+async def heartbeat(
+    session: AsyncSession, executor_id: uuid.UUID, here: Collection[uuid.UUID]
+) -> set[uuid.UUID] | None:
+    """Note that the executor is alive, and let go of the queued jobs it holds that have
+    no attempt `here` any more (one cancelled, then retried); return the ids of the jobs
+    the table says it runs, or None when its row is gone: it was taken for dead and its
+    jobs given away."""
     beat = await session.exec(
         update(Executor).where(col(Executor.id) == executor_id).values(heartbeat_at=clock.now())
     )
     held = None
     if beat.rowcount == 1:
+        await session.exec(
+            update(Job)
+            .where(
+                col(Job.status) == JobStatus.QUEUED,
+                col(Job.executor_id) == executor_id,
+                col(Job.id).not_in(here),
+            )
+            .values(executor_id=None)
+        )
         running = await session.exec(
             select(Job.id).where(
                 col(Job.status) == JobStatus.RUNNING, col(Job.executor_id) == executor_id
@@ -63,7 +77,12 @@ def _claim_statement(fresh_seconds: float) -> ReturningUpdate[Job]:
         .where(
             col(Job.id).in_(bindparam("job_ids", expanding=True)),
             col(Job.status) == JobStatus.QUEUED,
+            # A task this process does not know waits for one that does (a deploy).
+            col(Job.name).in_(bindparam("tasks", expanding=True)),
             col(Job.run_after) <= clock.now(),
+            # Not while an earlier attempt may still run elsewhere; here, run() starts
+            # no attempt beside one still running.
+            UNHELD | (col(Job.executor_id) == bindparam("holder")),
             # Only while the claimer's heartbeat is fresh: one taken for dead, or close
             # to it, would otherwise start jobs that any poller queues again at once.
             exists().where(
@@ -88,11 +107,13 @@ async def claim(
     job_ids: Collection[uuid.UUID],
     executor_id: uuid.UUID,
     fresh_seconds: float,
+    tasks: Sequence[str],
 ) -> list[Job]:
-    """Start the next attempt of each of these jobs that is queued and due, held by
-    this executor, if its heartbeat is under `fresh_seconds` old; those not claimable
-    (not due, taken by another executor, finished or cancelled) are left out."""
-    params = {"job_ids": list(job_ids), "holder": executor_id}
+    """Start the next attempt of each of these jobs that is queued and due, of one of
+    `tasks`, held by this executor, if its heartbeat is under `fresh_seconds` old; those
+    not claimable (not due, taken by another executor, finished or cancelled, of another
+    task) are left out."""
+    params = {"job_ids": list(job_ids), "holder": executor_id, "tasks": tasks}
     jobs = list((await session.exec(_claim_statement(fresh_seconds), params=params)).scalars())
     await session.commit()
     return jobs
@@ -205,20 +226,29 @@ async def record_failure(
     error: BaseException,
     retry_in_seconds: float | None,
 ) -> bool:
-    """Queue the next attempt after `retry_in_seconds`, or fail the job when it is None;
-    whether the executor still held the job."""
+    """Queue the next attempt after `retry_in_seconds`, or fail the job (and its task's
+    row) when it is None; whether the executor still held the job."""
     if retry_in_seconds is None:
         values = {"status": JobStatus.FAILED, "finished_at": clock.now()}
     else:
-        values = {"status": JobStatus.QUEUED, "run_after": clock.now(retry_in_seconds)}
+        # The attempt has ended: any executor may run the next.
+        values = {
+            "status": JobStatus.QUEUED,
+            "run_after": clock.now(retry_in_seconds),
+            "executor_id": None,
+        }
     changed = await session.exec(
         update(Job)
         .where(*_held(job_id, executor_id))
         .values(**values, **_error_values(error))
+        .returning(col(Job.name))
         .execution_options(synchronize_session=False)
     )
+    name = changed.scalar_one_or_none()
+    if name is not None and retry_in_seconds is None:
+        await follow(session, [(job_id, name)], JobStatus.FAILED, describe(error))
     await session.commit()
-    return changed.rowcount == 1
+    return name is not None
 
 
 async def release(

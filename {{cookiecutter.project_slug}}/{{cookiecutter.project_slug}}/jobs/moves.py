@@ -1,5 +1,6 @@
 """What clients do to jobs: submit under an idempotency key, cancel, retry, purge. Each
-move is one UPDATE that names the statuses it leaves, so racing requests move a job once."""
+move is one UPDATE that names the statuses it leaves, so racing requests move a job once;
+the row its task works on follows in the same transaction (registry.Row)."""
 
 import uuid
 from datetime import datetime
@@ -10,6 +11,7 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
+from {{ cookiecutter.project_slug }}.jobs.registry import follow
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 
 
@@ -39,9 +41,13 @@ async def _move(
         update(Job)
         .where(col(Job.id) == job_id, col(Job.status).in_(from_statuses))
         .values(**values)
+        .returning(col(Job.name))
     )
+    name = moved.scalar_one_or_none()
+    if name is not None:
+        await follow(session, [(job_id, name)], values["status"])
     await session.commit()
-    return moved.rowcount == 1
+    return name is not None
 
 
 async def cancel(session: AsyncSession, job_id: uuid.UUID) -> bool:
@@ -61,7 +67,8 @@ def _fresh_start() -> dict[str, Any]:
         "attempts": 0,
         "lost_attempts": 0,
         "run_after": clock.now(),
-        "executor_id": None,
+        # executor_id stays: the attempt the job was cancelled or failed in may still be
+        # ending there, and the job waits for it (reads.UNHELD).
         "result": None,
         "error_type": None,
         "error_message": None,
@@ -83,9 +90,13 @@ async def retry_failed(session: AsyncSession, name: str | None = None) -> int:
     failed = col(Job.status) == JobStatus.FAILED
     if name is not None:
         failed &= col(Job.name) == name
-    retried = await session.exec(update(Job).where(failed).values(**_fresh_start()))
+    retried = await session.exec(
+        update(Job).where(failed).values(**_fresh_start()).returning(col(Job.id), col(Job.name))
+    )
+    jobs = [(job_id, name) for job_id, name in retried]
+    await follow(session, jobs, JobStatus.QUEUED)
     await session.commit()
-    return retried.rowcount
+    return len(jobs)
 
 
 FINISHED = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]

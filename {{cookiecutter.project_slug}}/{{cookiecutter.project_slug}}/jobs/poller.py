@@ -16,7 +16,7 @@ from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import moves, reads, recovery
 from {{ cookiecutter.project_slug }}.jobs.base import JobBackend
-from {{ cookiecutter.project_slug }}.jobs.registry import Schedule
+from {{ cookiecutter.project_slug }}.jobs.registry import TASKS, Schedule
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Poller:
         self._backend = backend
         self._interval_seconds = settings.job_poll_seconds
         self._lease_seconds = settings.job_lease_seconds
+        self._unknown_task_seconds = settings.job_unknown_task_seconds
         self._schedules = schedules
         self._catch_up = settings.schedule_catch_up
         # The fire time of each schedule last seen enqueued: one insert per fire time.
@@ -105,6 +106,7 @@ class Poller:
             read = self._steady()
             if read:
                 await self._recover_lost_jobs(session)
+                await self._fail_unknown_tasks(session)
             if self._schedules:
                 read = True
                 now = await reads.database_time(session)
@@ -113,7 +115,8 @@ class Poller:
             slots = self._backend.free_slots()
             if slots <= 0:
                 return read
-            due = await reads.due_job_ids(session, slots, self._backend.in_hand())
+            # Only the tasks this process knows: others wait for a process that does.
+            due = await reads.due_job_ids(session, slots, list(TASKS), self._backend.in_hand())
 {%- if cookiecutter.job_backend != "rq" %}
         self.left_some = len(due) == slots
 {%- endif %}
@@ -137,6 +140,19 @@ class Poller:
             metrics.job_counted(name, "retried")
         for name in failed:
             metrics.job_counted(name, "failed")
+
+    async def _fail_unknown_tasks(self, session: AsyncSession) -> None:
+        failed = await recovery.fail_unknown_tasks(
+            session, self._lease_seconds, self._unknown_task_seconds
+        )
+        if failed:
+            logger.error(
+                "failed %d jobs whose task no running executor knew within %g s of their "
+                "being due: %s",
+                len(failed),
+                self._unknown_task_seconds,
+                ", ".join(sorted({name for _, name in failed})),
+            )
 
     async def _enqueue_fire(self, schedule: Schedule, now: datetime) -> None:
         """Enqueue the schedule's latest fire time, once: after downtime the fire times

@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import col, func, select
+from sqlmodel import col, exists, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
@@ -98,6 +98,18 @@ class Overview:
     failures: Sequence[Job]
     executors: Sequence[Executor]
 
+    @property
+    def waiting_for_task(self) -> dict[str, int]:
+        """Queued jobs by task, of the tasks no live executor knows."""
+        if not self.executors:
+            return {}
+        known = {name for executor in self.executors for name in executor.tasks}
+        return {
+            name: count
+            for (name, status), count in self.counts.items()
+            if status == JobStatus.QUEUED and name not in known
+        }
+
 
 async def overview(session: AsyncSession, lease_seconds: float, failures: int = 10) -> Overview:
     """Everything the dashboard's first page shows, in six indexed queries."""
@@ -132,13 +144,25 @@ async def overview(session: AsyncSession, lease_seconds: float, failures: int = 
     )
 
 
+# A queued job that names an executor waits for it: an earlier attempt of the job may
+# still run there (cancelled, then retried at once). The executor lets go of it at its
+# next heartbeat once that attempt has ended; a dead one's row is gone.
+UNHELD = col(Job.executor_id).is_(None) | ~exists().where(col(Executor.id) == col(Job.executor_id))
+
+
 async def due_job_ids(
-    session: AsyncSession, limit: int, skip: Collection[uuid.UUID] = ()
+    session: AsyncSession, limit: int, tasks: Collection[str], skip: Collection[uuid.UUID] = ()
 ) -> list[uuid.UUID]:
-    """Ids of queued jobs that are due, oldest first, leaving out those in `skip`."""
+    """Ids of queued jobs of these tasks that are due, oldest first, leaving out those in
+    `skip`."""
     statement = (
         select(Job.id)
-        .where(col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= clock.now())
+        .where(
+            col(Job.status) == JobStatus.QUEUED,
+            col(Job.run_after) <= clock.now(),
+            col(Job.name).in_(tasks),
+            UNHELD,
+        )
         .order_by(col(Job.run_after))
         .limit(limit + len(skip))
     )
@@ -157,6 +181,31 @@ async def backlog(session: AsyncSession) -> int:
     count = due.one()
     await session.commit()
     return count
+
+
+async def known_tasks(session: AsyncSession, lease_seconds: float) -> set[str] | None:
+    """The tasks the executors heard from within the lease run; None if none is heard."""
+    alive = col(Executor.heartbeat_at) >= clock.now(-lease_seconds)
+    lists = (await session.exec(select(Executor.tasks).where(alive))).all()
+    await session.commit()
+    return {name for names in lists for name in names} if lists else None
+
+
+async def waiting_for_task(session: AsyncSession, lease_seconds: float) -> dict[str, int]:
+    """Queued jobs by task, of the tasks no executor heard from within the lease knows:
+    a rolling deploy under way, or a name no code registers any more. Empty while no
+    executor is heard from at all: then every job waits, and /health/ready says so."""
+    known = await known_tasks(session, lease_seconds)
+    if known is None:
+        return {}
+    queued = await session.exec(
+        select(Job.name, func.count())
+        .where(col(Job.status) == JobStatus.QUEUED, col(Job.name).not_in(known))
+        .group_by(col(Job.name))
+    )
+    counts = dict(queued.all())
+    await session.commit()
+    return counts
 
 
 async def live_executors(session: AsyncSession, lease_seconds: float) -> Sequence[Executor]:

@@ -1,11 +1,11 @@
 """Tasks: plain `async def` functions registered by name, with their defaults.
 
-    async def welcome_failed(ctx: JobContext, error: BaseException, user_id: str) -> None:
-        ...  # the job failed for good: say so on the user's row
+    # The welcome row's status follows the job if it fails, is cancelled or retried.
+    welcome_row = Row(Welcome, unfinished=("queued",), failed="failed", cancelled="cancelled")
 
-    @task(timeout_seconds=60, max_attempts=5, on_failure=welcome_failed)
-    async def send_welcome(ctx: JobContext, user_id: str) -> dict[str, str]:
-        ...
+    @task(timeout_seconds=60, max_attempts=5, row=welcome_row)
+    async def send_welcome(ctx: JobContext, welcome_id: str) -> dict[str, str]:
+        ...  # sets the row's status to "sent" and commits, then returns
 
     @task(schedule="*/15 * * * *")  # or [Cron("0 9 * * 1-5", "Europe/Riga", {...}), ...]
     async def sync_prices(ctx: JobContext) -> None:
@@ -16,23 +16,30 @@ after its executor died), so it must be idempotent: check before doing, write wi
 A task registered in a module of `tasks/` is known once `tasks/__init__.py` imports it.
 """
 
+import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import sqlalchemy as sa
 from cronsim import CronSim, CronSimError
+from sqlalchemy.sql.dml import Update
+from sqlmodel import SQLModel, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from {{ cookiecutter.project_slug }} import clock
-from {{ cookiecutter.project_slug }}.models import Job
+from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 ProgressReporter = Callable[[float, str | None], Awaitable[None]]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,17 @@ class JobContext:
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0..1); cheap to call often, written at most once a second."""
         await self._report_progress(min(max(fraction, 0.0), 1.0), message)
+
+    async def to_thread(self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`asyncio.to_thread` for the task's blocking work, whose cancellation (a timeout,
+        a cancel of the job) waits for the thread: a thread cannot be stopped, and the
+        attempt must not end, and let a retry start, while its work still runs."""
+        thread = asyncio.ensure_future(asyncio.to_thread(function, *args, **kwargs))
+        try:
+            return await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            await asyncio.wait({thread})
+            raise
 
 
 class PermanentJobError(Exception):
@@ -80,10 +98,65 @@ def describe(error: BaseException) -> str:
     return text[: FAILURE_TEXT_LIMIT - 1] + "…"
 
 
-TaskFunction = Callable[..., Awaitable[Any]]
-# Called with the context, the error and the job's arguments when a job fails for good
-# (its last attempt failed, or it raised PermanentJobError), in a session of its own.
-FailureHook = Callable[..., Awaitable[None]]
+TaskFunction = Callable[..., Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """The row a task works on (an email, a document), found by its `job_id` column,
+    whose `status` (and `error`, if it has one) follows the job wherever the job ends
+    other than by the task's own success: its last attempt fails, it is cancelled,
+    recovery gives it up after its process died, or a retry queues it again. Each of
+    those moves updates the row in its own transaction (`follow`), so row and job never
+    disagree.
+
+    The status is kept on the row, not read from the job, because finished jobs are
+    purged long before the rows they worked on. The task writes its success itself.
+    """
+
+    table: type[SQLModel]
+    # The statuses while the job is queued or running; a retry sets the first again.
+    unfinished: tuple[str, ...]
+    failed: str
+    cancelled: str
+    # A column stamped when the job fails or is cancelled, cleared by a retry.
+    ended_at: str | None = None
+
+    def follow(self, job_ids: list[uuid.UUID], status: JobStatus, error: str | None) -> Update:
+        columns = sa.inspect(self.table).columns
+        values: dict[str, Any] = {"error": error} if "error" in columns else {}
+        from_statuses: tuple[str, ...]
+        if status == JobStatus.QUEUED:
+            # Retried: the task sees its row unfinished again, and does its work again.
+            from_statuses, values["status"] = (self.failed, self.cancelled), self.unfinished[0]
+        else:
+            from_statuses = self.unfinished
+            values["status"] = self.failed if status == JobStatus.FAILED else self.cancelled
+        if self.ended_at is not None:
+            values[self.ended_at] = None if status == JobStatus.QUEUED else clock.now()
+        return (
+            update(self.table)
+            .where(columns["job_id"].in_(job_ids), columns["status"].in_(from_statuses))
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def follow(
+    session: AsyncSession,
+    jobs: Iterable[tuple[uuid.UUID, str]],
+    status: JobStatus,
+    error: str | None = None,
+) -> None:
+    """Bring the rows of these jobs (id, task name), just moved to `status` (failed,
+    cancelled, or queued by a retry), in step; in the caller's transaction."""
+    ids_by_row: defaultdict[Row, list[uuid.UUID]] = defaultdict(list)
+    for job_id, name in jobs:
+        task = TASKS.get(name)
+        if task is not None and task.row is not None:
+            ids_by_row[task.row].append(job_id)
+    for row, ids in ids_by_row.items():
+        await session.exec(row.follow(ids, status, error))
 
 
 @dataclass(frozen=True)
@@ -138,7 +211,7 @@ class Task:
     # The first retry waits about this long; each further one waits twice as long.
     backoff_seconds: float
     max_backoff_seconds: float
-    on_failure: FailureHook | None = None
+    row: Row | None = None
     schedule: ScheduleSpec | None = None
 
     def new_job(
@@ -185,11 +258,12 @@ def task(
     max_attempts: int = 3,
     backoff_seconds: float = 2.0,
     max_backoff_seconds: float = 600.0,
-    on_failure: FailureHook | None = None,
+    row: Row | None = None,
     schedule: ScheduleSpec | None = None,
 ) -> Callable[[TaskFunction], Task]:
     """Register an `async def` as a task under its function name (or `name`); with a
-    `schedule`, it also runs at each of its fire times, once however many processes run."""
+    `row`, the row it works on follows its job's end; with a `schedule`, it also runs at
+    each of its fire times, once however many processes run."""
 
     def register(function: TaskFunction) -> Task:
         registered = Task(
@@ -199,7 +273,7 @@ def task(
             max_attempts=max_attempts,
             backoff_seconds=backoff_seconds,
             max_backoff_seconds=max_backoff_seconds,
-            on_failure=on_failure,
+            row=row,
             schedule=schedule,
         )
         if registered.name in TASKS:

@@ -36,7 +36,6 @@ from {{ cookiecutter.project_slug }}.jobs.base import JobInserted
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     TASKS,
-    FailureHook,
     JobContext,
     PermanentJobError,
     ProgressReporter,
@@ -53,14 +52,23 @@ PROGRESS_WRITE_INTERVAL_SECONDS = 1.0
 WRITE_RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)
 WRITE_RETRY_MAX_SECONDS = 2.0
 
+# How long an attempt's task has to stop once cancelled (its timeout, a cancel of the job,
+# a shutdown) before the attempt is given up as stuck.
+CANCEL_GRACE_SECONDS = 5.0
+
 T = TypeVar("T")
 # What became of a success: recorded; recorded as a failure because the database refused
 # the result; or not recorded, the job being cancelled or run elsewhere meanwhile.
 Outcome = Literal["succeeded", "refused", "lost"]
 
 
-class UnknownTask(Exception):
-    """The job names a task this process has not registered."""
+class AttemptTimedOut(TimeoutError):
+    """The attempt ran past its job's timeout, and stopped when cancelled."""
+
+
+class AttemptStuck(PermanentJobError):
+    """The attempt ran past its job's timeout and did not stop when cancelled: it runs
+    on, so the job is not retried beside it."""
 
 
 class UnstorableResult(PermanentJobError):
@@ -109,6 +117,8 @@ class Runner:
         self._settings = settings
         self._lease_seconds = settings.job_lease_seconds
         self.executor_id = uuid.uuid4()
+        # The tasks registered here: jobs of others are left to processes that know them.
+        self._tasks = sorted(TASKS)
         self._backend = backend
         # Jobs started or finished at the same moment share their claim's transaction,
         # and their results' transaction: under load, two commits per batch, not per job.
@@ -116,6 +126,9 @@ class Runner:
         self._successes = Batcher(self._record_successes)
         # Every job this process is claiming or running, by id: one attempt at a time.
         self._attempts: dict[uuid.UUID, _Attempt] = {}
+        # The tasks of attempts given up because they did not stop when cancelled: while
+        # one runs on, this process keeps its job from being run again anywhere.
+        self._stuck: dict[uuid.UUID, asyncio.Task[Any]] = {}
         self._outage = Outage(logger, "running jobs")
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -156,7 +169,13 @@ class Runner:
 
     def _executor_row(self) -> Executor:
         host = socket.gethostname()[:255]
-        return Executor(id=self.executor_id, host=host, pid=os.getpid(), backend=self._backend)
+        return Executor(
+            id=self.executor_id,
+            host=host,
+            pid=os.getpid(),
+            backend=self._backend,
+            tasks=self._tasks,
+        )
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Stop the job if this process runs it (it was cancelled)."""
@@ -169,7 +188,7 @@ class Runner:
         """Make the new `job` start its first attempt here in the INSERT that creates
         it, if this process can run it now: a commit fewer than claiming it after. Pass
         the future to run(), and resolve it with the job once inserted, or with None."""
-        if self._stopping or not self._fresh():
+        if self._stopping or not self._fresh() or job.name not in TASKS:
             return None
         job.status, job.attempts, job.executor_id = JobStatus.RUNNING, 1, self.executor_id
         job.started_at = clock.now()  # type: ignore[assignment]  # the INSERT's time
@@ -183,7 +202,8 @@ class Runner:
     async def run(self, job_id: uuid.UUID) -> None:
         """Run one attempt of the job, if it is due and nobody else has it."""
 {%- endif %}
-        if self._stopping or not self._joined or job_id in self._attempts:
+        busy = job_id in self._attempts or job_id in self._stuck
+        if self._stopping or not self._joined or busy:
             return
         current = asyncio.current_task()
         assert current is not None  # run() is always awaited inside a task
@@ -221,7 +241,7 @@ class Runner:
             # Half a lease: the heartbeat beats ten times in it, and a claim by an
             # executor about to be taken for dead would run its job twice.
             fresh = self._lease_seconds / 2
-            jobs = await writes.claim(session, job_ids, self.executor_id, fresh)
+            jobs = await writes.claim(session, job_ids, self.executor_id, fresh, self._tasks)
             if jobs and self._stopping:
                 # Claimed while shutting down: straight back to the queue.
                 await writes.release(session, self.executor_id, [job.id for job in jobs])
@@ -273,8 +293,8 @@ class Runner:
             return written
 
     async def stop(self, grace_seconds: float) -> None:
-        """Start no more jobs; let running ones finish within the grace, then queue the
-        rest again (their attempt not counted) and stop them."""
+        """Start no more jobs; let running ones finish within the grace, then stop the
+        rest and queue them again (their attempt not counted)."""
         self._stopping = True
         if self._attempts:
             await asyncio.wait({a.task for a in self._attempts.values()}, timeout=grace_seconds)
@@ -286,14 +306,17 @@ class Runner:
         if self._attempts:
             unfinished = [job_id for job_id, a in self._attempts.items() if not a.finishing]
             tasks = [a.task for a in self._attempts.values()]
+            for task in tasks:
+                task.cancel()
+            # Given back once stopped (or given up as stuck), not before: no other process
+            # starts a job while its attempt here may still run.
+            await asyncio.gather(*tasks, return_exceptions=True)
+            unfinished = [job_id for job_id in unfinished if job_id not in self._stuck]
             with self._unless_unavailable("giving back unfinished jobs"):
                 # One UPDATE for all of them: a shutdown should not queue a write per job.
                 async with self._sessionmaker() as session:
                     released = await writes.release(session, self.executor_id, unfinished)
                 logger.warning("%d jobs outlasted the grace; queued for the next start", released)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
         # A result write does not stop with the jobs cancelled while waiting for it.
         await self._successes.drained()
         self._stopped.set()
@@ -315,32 +338,26 @@ class Runner:
 
     async def _attempt(self, job: Job, attempt: _Attempt) -> None:
         started = time.monotonic()
-        task = TASKS.get(job.name)
-        deadline = asyncio.timeout(job.timeout_seconds)
+        task = TASKS[job.name]  # claimed only if known here
         try:
-            if task is None:
-                raise UnknownTask(f"no task named {job.name!r} is registered in this process")
-            async with self._sessionmaker() as task_session, deadline:
-                result = await task.function(self._context(job, task_session), **job.arguments)
+            async with self._sessionmaker() as task_session:
+                result = await self._call(task, job, task_session)
             result = storable(result)
         except Exception as error:
             failure = error
-            if deadline.expired():
-                failure = TimeoutError(f"timed out after {job.timeout_seconds:g} s")
             delay = None
             retryable = not isinstance(error, PermanentJobError)
-            if task is not None and retryable and job.attempts < allowed_attempts(job):
+            if retryable and job.attempts < allowed_attempts(job):
                 delay = retry_delay(task, job.attempts - job.lost_attempts)
             attempt.finishing = True
-            if delay is None and task is not None and task.on_failure is not None:
-                await self._on_failure(task.on_failure, job, failure)
             recorded = await self._write(lambda: self._record_failure(job.id, failure, delay))
             if not recorded:
                 self._log_rejected(job)
                 return
             status = "failed" if delay is None else "retried"
             metrics.job_ended(job.name, status, time.monotonic() - started)
-            logger.warning(
+            logger.log(
+                logging.ERROR if isinstance(error, AttemptStuck) else logging.WARNING,
                 "job failed on attempt %d of %d: %s: %s; %s",
                 job.attempts,
                 allowed_attempts(job),
@@ -348,10 +365,9 @@ class Runner:
                 failure,
                 "no attempts left" if delay is None else f"retrying in {delay:.1f} s",
                 # A traceback for an error in the task, not for an expected one (a
-                # timeout, a permanent error, a lost database) or a missing task.
-                exc_info=failure is error
-                and retryable
-                and not isinstance(error, UnknownTask)
+                # timeout, a permanent error, a lost database).
+                exc_info=retryable
+                and not isinstance(error, AttemptTimedOut)
                 and not database_unavailable(error),
             )
             return
@@ -364,12 +380,57 @@ class Runner:
         if outcome == "refused":
             metrics.job_ended(job.name, "failed", seconds)
             logger.error("job failed: the database refused its result; not retried")
-            if task.on_failure is not None:
-                refused = ResultRefused("the database refused the job's result")
-                await self._on_failure(task.on_failure, job, refused)
             return
         metrics.job_ended(job.name, "succeeded", seconds)
         logger.info("job succeeded in %.3f s", seconds)
+
+    async def _call(self, task: Task, job: Job, session: AsyncSession) -> Any:
+        """The task's function, in an asyncio task of its own, so that the attempt ends
+        within its timeout plus CANCEL_GRACE_SECONDS even if the function does not stop
+        when cancelled (it swallows the cancellation, or waits on a thread)."""
+        body = asyncio.create_task(task.function(self._context(job, session), **job.arguments))
+        try:
+            done, _ = await asyncio.wait({body}, timeout=job.timeout_seconds)
+        except asyncio.CancelledError:
+            # The job was cancelled, or the process stops: the attempt ends with its task.
+            await self._stop_body(job, body)
+            raise
+        if done:
+            return body.result()
+        if await self._stop_body(job, body):
+            raise AttemptTimedOut(f"timed out after {job.timeout_seconds:g} s")
+        raise AttemptStuck(
+            f"timed out after {job.timeout_seconds:g} s and did not stop within "
+            f"{CANCEL_GRACE_SECONDS:g} s of being cancelled; it runs on in this process, "
+            "and the job is not retried beside it"
+        )
+
+    async def _stop_body(self, job: Job, body: asyncio.Task[Any]) -> bool:
+        """Cancel the attempt's task and wait for it within the grace; whether it ended.
+        One that did not is left to run on, and holds its job while it does."""
+        body.cancel()
+        end, cancelled = time.monotonic() + CANCEL_GRACE_SECONDS, False
+        while not body.done() and (left := end - time.monotonic()) > 0:
+            try:
+                await asyncio.wait({body}, timeout=left)
+            except asyncio.CancelledError:
+                cancelled = True  # cancelled again (the job, then the heartbeat): stopping
+        stopped = body.done()
+        if stopped and not body.cancelled():
+            body.exception()  # what it raised while stopping is of no more use
+        elif not stopped:
+            logger.error(
+                "job %s did not stop within %g s of being cancelled: it swallows its "
+                "cancellation or waits on a thread (use ctx.to_thread); it runs on here, "
+                "and no attempt of the job starts anywhere until it ends",
+                job.id,
+                CANCEL_GRACE_SECONDS,
+            )
+            self._stuck[job.id] = body
+            body.add_done_callback(lambda _: self._stuck.pop(job.id, None))
+        if cancelled:
+            raise asyncio.CancelledError
+        return stopped
 
     def _context(self, job: Job, session: AsyncSession) -> JobContext:
         return JobContext(
@@ -380,16 +441,6 @@ class Runner:
             settings=self._settings,
             _report_progress=self._progress_reporter(job.id),
         )
-
-    async def _on_failure(self, hook: FailureHook, job: Job, error: BaseException) -> None:
-        """The task's own word on failing for good, in a session of its own: the task's
-        may be mid-transaction, or broken, after the error."""
-        try:
-            async with self._sessionmaker() as session:
-                await hook(self._context(job, session), error, **job.arguments)
-        except Exception:
-            # The job is recorded as failed all the same.
-            logger.exception("the failure hook of %s failed", job.name)
 
     def _log_rejected(self, job: Job) -> None:
         logger.warning(
@@ -429,9 +480,10 @@ class Runner:
                 return
             # Taken before the heartbeat: a job claimed after it is not judged by it.
             running = {job_id for job_id, a in self._attempts.items() if a.claimed}
+            here = {*self._attempts, *self._stuck}
             sent = time.monotonic()
             try:
-                held = await self._beat()
+                held = await self._beat(here)
             except Exception as error:
                 if not database_unavailable(error):
                     logger.exception("the executor heartbeat failed; trying again")
@@ -450,12 +502,12 @@ class Runner:
                     logger.info("job %s was cancelled or is run elsewhere now; stopping it", job_id)
                     attempt.task.cancel()
 
-    async def _beat(self) -> set[uuid.UUID]:
+    async def _beat(self, here: set[uuid.UUID]) -> set[uuid.UUID]:
         if not self._joined:
             await self._join()
             return set()
         async with self._sessionmaker() as session:
-            held = await writes.heartbeat(session, self.executor_id)
+            held = await writes.heartbeat(session, self.executor_id, here)
             if held is None:
                 logger.error(
                     "this process went unheard for over %g s and was taken for dead: its "

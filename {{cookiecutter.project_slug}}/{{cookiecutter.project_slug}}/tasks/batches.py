@@ -12,6 +12,7 @@ from typing import Any
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     JobContext,
     PermanentJobError,
+    Row,
     describe,
     task,
 )
@@ -63,15 +64,17 @@ class ProgressSaver:
         return False
 
 
-async def batch_failed(ctx: JobContext, error: BaseException, batch_id: str) -> None:
-    batch = await ctx.session.get(Batch, uuid.UUID(batch_id))
-    if batch is not None:
-        batch.status, batch.error = BatchStatus.FAILED, describe(error)
-        batch.completed_at = utcnow()
-        await ctx.session.commit()
+# A retried batch is pending again, and resumes after its processed items.
+BATCH_ROW = Row(
+    Batch,
+    unfinished=(BatchStatus.PENDING, BatchStatus.PROCESSING),
+    failed=BatchStatus.FAILED,
+    cancelled=BatchStatus.CANCELLED,
+    ended_at="completed_at",
+)
 
 
-@task(timeout_seconds=3600, max_attempts=3, on_failure=batch_failed)
+@task(timeout_seconds=3600, max_attempts=3, row=BATCH_ROW)
 async def process_batch(ctx: JobContext, batch_id: str) -> dict[str, int]:
     batch = await ctx.session.get(Batch, uuid.UUID(batch_id))
     stored = await ctx.session.get(BatchItems, uuid.UUID(batch_id))

@@ -1,6 +1,5 @@
 """Processing an uploaded document: checksum, size, and for text, characters and words."""
 
-import asyncio
 import codecs
 import hashlib
 import re
@@ -8,12 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.project_slug }}.jobs.registry import (
-    JobContext,
-    PermanentJobError,
-    describe,
-    task,
-)
+from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, PermanentJobError, Row, task
 from {{ cookiecutter.project_slug }}.models import Document, DocumentStatus, utcnow
 from {{ cookiecutter.project_slug }}.storage import Storage
 
@@ -49,15 +43,16 @@ def analyse(path: Path, text: bool) -> dict[str, Any]:
     return facts
 
 
-async def document_failed(ctx: JobContext, error: BaseException, document_id: str) -> None:
-    document = await ctx.session.get(Document, uuid.UUID(document_id))
-    if document is not None:
-        document.status, document.processed_at = DocumentStatus.ERROR, utcnow()
-        document.error = describe(error)
-        await ctx.session.commit()
+DOCUMENT_ROW = Row(
+    Document,
+    unfinished=(DocumentStatus.PROCESSING,),
+    failed=DocumentStatus.ERROR,
+    cancelled=DocumentStatus.CANCELLED,
+    ended_at="processed_at",
+)
 
 
-@task(timeout_seconds=600, max_attempts=3, on_failure=document_failed)
+@task(timeout_seconds=600, max_attempts=3, row=DOCUMENT_ROW)
 async def process_document(ctx: JobContext, document_id: str) -> dict[str, Any]:
     document = await ctx.session.get(Document, uuid.UUID(document_id))
     if document is None:
@@ -67,7 +62,7 @@ async def process_document(ctx: JobContext, document_id: str) -> dict[str, Any]:
     path = Storage(ctx.settings.storage_dir).path("documents", document.stored_name)
     try:
         # Reading and hashing block: a thread keeps the event loop serving.
-        facts = await asyncio.to_thread(analyse, path, is_text(document.content_type))
+        facts = await ctx.to_thread(analyse, path, is_text(document.content_type))
     except FileNotFoundError as error:
         raise PermanentJobError("the stored file is missing") from error
     for name, value in facts.items():

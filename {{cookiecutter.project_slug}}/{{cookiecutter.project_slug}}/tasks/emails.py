@@ -6,7 +6,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, describe, task
+from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, Row, task
 from {{ cookiecutter.project_slug }}.models import Email, EmailStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 
@@ -46,14 +46,15 @@ async def deliver(email: Email, settings: Settings) -> None:
     )
 
 
-async def email_failed(ctx: JobContext, error: BaseException, email_id: str) -> None:
-    email = await ctx.session.get(Email, uuid.UUID(email_id))
-    if email is not None:
-        email.status, email.error = EmailStatus.FAILED, describe(error)
-        await ctx.session.commit()
+EMAIL_ROW = Row(
+    Email,
+    unfinished=(EmailStatus.QUEUED,),
+    failed=EmailStatus.FAILED,
+    cancelled=EmailStatus.CANCELLED,
+)
 
 
-@task(timeout_seconds=120, max_attempts=5, backoff_seconds=2.0, on_failure=email_failed)
+@task(timeout_seconds=120, max_attempts=5, backoff_seconds=2.0, row=EMAIL_ROW)
 async def send_email(ctx: JobContext, email_id: str) -> dict[str, str]:
     email = await ctx.session.get(Email, uuid.UUID(email_id))
     if email is None:

@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from {{ cookiecutter.project_slug }}.jobs.registry import (
     JobContext,
     PermanentJobError,
-    describe,
+    Row,
     task,
 )
 from {{ cookiecutter.project_slug }}.models import Batch, Document, Report, ReportStatus, utcnow
@@ -59,14 +59,16 @@ def as_csv(rows: list[tuple[str, str, int]]) -> str:
     return text.getvalue()
 
 
-async def report_failed(ctx: JobContext, error: BaseException, report_id: str) -> None:
-    report = await ctx.session.get(Report, uuid.UUID(report_id))
-    if report is not None:
-        report.status, report.error = ReportStatus.FAILED, describe(error)
-        await ctx.session.commit()
+REPORT_ROW = Row(
+    Report,
+    unfinished=(ReportStatus.QUEUED, ReportStatus.RUNNING),
+    failed=ReportStatus.FAILED,
+    cancelled=ReportStatus.CANCELLED,
+    ended_at="completed_at",
+)
 
 
-@task(timeout_seconds=600, max_attempts=3, on_failure=report_failed)
+@task(timeout_seconds=600, max_attempts=3, row=REPORT_ROW)
 async def build_report(ctx: JobContext, report_id: str) -> dict[str, int]:
     report = await ctx.session.get(Report, uuid.UUID(report_id))
     if report is None:
