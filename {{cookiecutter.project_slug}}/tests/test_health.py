@@ -164,4 +164,6 @@ async def test_jobs_health_counts_the_queue_across_processes(settings: Settings)
             "queued": 2,
             "running": 1,
             "failed_last_hour": 1,
+            # The tasks of these jobs are known to this process, a live executor.
+            "waiting_for_task": {},
         }
