@@ -254,7 +254,9 @@ async def test_a_job_of_a_task_only_the_next_release_has_waits_for_a_process_of_
         settings, tmp_path / "next-release.log", env={"TEST_NEXT_RELEASE": "1", "METRICS_PORT": "0"}
     )
 {%- else %}
-    next_release = start_web(settings, tmp_path / "next-release.log", env={"TEST_NEXT_RELEASE": "1"})
+    next_release = start_web(
+        settings, tmp_path / "next-release.log", env={"TEST_NEXT_RELEASE": "1"}
+    )
 {%- endif %}
     with next_release:
         ran = await wait_for(control, job.id, *FINISHED)
