@@ -56,6 +56,7 @@ def expected_files(combination: Combination) -> set[str]:
         "tests/test_emails.py",
         "tests/test_emails_smtp.py",
         "tests/test_jobs.py",
+        "tests/test_job_lifecycle.py",
         "tests/test_job_outcomes.py",
         "tests/test_jobs_api.py",
         "tests/test_health.py",
