@@ -10,7 +10,10 @@ import os
 import time
 from pathlib import Path
 
+from sqlmodel import col, select
+
 from {{ cookiecutter.project_slug }}.jobs.registry import JobContext, task
+from {{ cookiecutter.project_slug }}.models import Email
 
 
 def note(line: str) -> None:
@@ -111,3 +114,14 @@ def register_the_next_release() -> None:
     """Register the task only the next release of the code has: in the processes given
     TEST_NEXT_RELEASE (tests/app.py, tests/worker.py), at their start."""
     task(max_attempts=1)(from_the_next_release)
+
+
+@task(timeout_seconds=60, max_attempts=1)
+async def write_then_wait(ctx: JobContext, key: str) -> None:
+    """Adds a row, reads (which would flush the change), then awaits slow I/O (here, the
+    test's go-ahead) before its commit."""
+    ctx.session.add(Email(to="slow@example.com", subject=key, body="written late"))
+    await ctx.session.exec(select(Email).where(col(Email.subject) == key))
+    note(f"waiting {key}")
+    await ctx.to_thread(block_until_released, key)
+    await ctx.session.commit()

@@ -11,6 +11,9 @@ its process died, retried.
 An attempt ends within its timeout plus a grace even if its task does not stop, and no
 retry runs beside an attempt that may still be running.
 
+A task that changes a row, then awaits slow I/O before its commit, holds no write
+transaction open meanwhile: other jobs and requests write as usual.
+
 In a rolling deploy, a job of a task only the new code has waits for a process of the
 new code; one of a task no process knows fails after JOB_UNKNOWN_TASK_SECONDS.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import text
+from sqlmodel import col, select
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
@@ -278,3 +282,25 @@ async def test_a_job_of_a_task_no_process_knows_fails_after_the_bound(
     )
     assert failed.error_message is not None
     assert failed.error_message.startswith("no running executor knew the task within 3600 s")
+
+
+async def test_a_task_awaiting_io_before_its_commit_keeps_no_one_waiting(
+    control: JobControl, client: httpx.AsyncClient, sessionmaker: SessionMaker
+) -> None:
+    key = uuid.uuid4().hex
+    slow = await submit(control, sessionmaker, tasks.write_then_wait.new_job(key=key))
+    await wait_for_note(f"waiting {key}")
+    # While it awaits (until released below), other jobs run and requests write.
+    others = [await submit(control, sessionmaker, tasks.add.new_job(a=n, b=1)) for n in range(5)]
+    for n, job in enumerate(others):
+        done = await wait_for(control, job.id, *FINISHED)
+        assert (done.status, done.result) == (JobStatus.SUCCEEDED, n + 1)
+    email = {"to": "ada@example.com", "subject": "Hello", "body": "Hi"}
+    accepted = await client.post("/api/v1/emails", json=email)
+    assert accepted.status_code == 202, accepted.text
+
+    tasks.note(f"release {key}")
+    assert (await wait_for(control, slow.id, *FINISHED)).status == JobStatus.SUCCEEDED
+    async with sessionmaker() as session:
+        written = await session.exec(select(Email).where(col(Email.subject) == key))
+        assert len(written.all()) == 1, "its change is written at its commit"

@@ -1,7 +1,6 @@
 """The async database engine and its sessions."""
-{% if cookiecutter.database == "sqlite" %}
+
 import asyncio
-{%- endif %}
 import logging
 {%- if cookiecutter.database == "sqlite" %}
 import sqlite3
@@ -158,10 +157,6 @@ class Outage:
         self._what = what
         self._since: float | None = None
 
-    @property
-    def ongoing(self) -> bool:
-        return self._since is not None
-
     def failed(self, error: BaseException) -> None:
         if self._since is None:
             self._since = time.monotonic()
@@ -187,3 +182,21 @@ def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
 def database_engine(settings: Settings) -> AsyncEngine:
     """The engine for the settings' database."""
     return create_engine(settings.database_url{% if cookiecutter.database == "postgresql" %}, settings.database_timeout_seconds{% endif %})
+
+
+# How long closing the connections may take at shutdown{% if cookiecutter.database == "postgresql" %}: with the database unreachable
+# (packets dropped), closing each would wait for an answer that never comes{% endif %}.
+CLOSE_TIMEOUT_SECONDS = 3
+
+
+async def close(engine: AsyncEngine) -> None:
+    """Close the engine's connections, or give up after CLOSE_TIMEOUT_SECONDS, so that
+    a process stopping is not held up."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await engine.dispose()
+    except TimeoutError:
+        logging.getLogger(__name__).error(
+            "closing the database connections took over %g s; left to the exit",
+            CLOSE_TIMEOUT_SECONDS,
+        )

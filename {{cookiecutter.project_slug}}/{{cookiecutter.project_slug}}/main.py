@@ -31,7 +31,7 @@ from {{ cookiecutter.project_slug }}.api.responses import (
     Responses,
 )
 from {{ cookiecutter.project_slug }}.dashboard import add_dashboard
-from {{ cookiecutter.project_slug }}.db import create_sessionmaker, database_engine
+from {{ cookiecutter.project_slug }}.db import close, create_sessionmaker, database_engine
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.observability import RequestContext, configure_logging
@@ -69,7 +69,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await backend.stop(settings.job_shutdown_grace_seconds)
     finally:
-        await engine.dispose()
+        await close(engine)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

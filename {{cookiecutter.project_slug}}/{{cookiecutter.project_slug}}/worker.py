@@ -25,8 +25,12 @@ from {{ cookiecutter.project_slug }} import (
     metrics,
     tasks,  # noqa: F401  # registers every task
 )
-from {{ cookiecutter.project_slug }}.db import Outage, create_sessionmaker, database_engine
-from {{ cookiecutter.project_slug }}.jobs.backend import WORKER_HEARTBEAT_SECONDS, Backend
+from {{ cookiecutter.project_slug }}.db import Outage, close, create_sessionmaker, database_engine
+from {{ cookiecutter.project_slug }}.jobs.backend import (
+    REDIS_TIMEOUT_SECONDS,
+    WORKER_HEARTBEAT_SECONDS,
+    Backend,
+)
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
@@ -38,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # How long a fetch waits for an id to arrive: also how soon a stop ends the fetching.
 FETCH_WAIT_SECONDS = 1
+# How long a stop may take, after the runner's, to leave Redis and the database.
+LEAVE_SECONDS = 5
 
 
 class Worker:
@@ -51,8 +57,12 @@ class Worker:
         )
         queue = self.backend.queue
         self._queue_key, self._taken_key = queue.key, queue.intermediate_queue_key
+        # Its blocking fetch waits FETCH_WAIT_SECONDS, well within the socket's timeout.
         self._redis = Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, decode_responses=True
+            settings.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            decode_responses=True,
         )
         # Only RQ's record of the worker, for `rq info` and rq-dashboard.
         self.listing = RQWorker([queue], connection=self.backend.redis)
@@ -87,13 +97,26 @@ class Worker:
         finally:
             self._poller.stop()
             await self.runner.stop(grace_seconds=0)
-            await asyncio.gather(*self._running, return_exceptions=True)
-            await self._forget.drained()
-            await asyncio.gather(poller, listed)
-            await asyncio.to_thread(self.listing.register_death)
-            await self._engine.dispose()
-            await self._redis.aclose()
-            await self.backend.stop(grace_seconds=0)
+            try:
+                async with asyncio.timeout(LEAVE_SECONDS):
+                    await self._leave(poller, listed)
+            except TimeoutError:
+                logger.error(
+                    "leaving Redis and the database took over %g s (are they reachable?); "
+                    "left to the exit",
+                    LEAVE_SECONDS,
+                )
+                for task in (*self._running, poller, listed):
+                    task.cancel()
+
+    async def _leave(self, poller: asyncio.Task[None], listed: asyncio.Task[None]) -> None:
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await self._forget.drained()
+        await asyncio.gather(poller, listed)
+        await asyncio.to_thread(self.listing.register_death)
+        await close(self._engine)
+        await self._redis.aclose()
+        await self.backend.stop(grace_seconds=0)
 
     def _on_signal(self) -> None:
         # The first signal gives running jobs the grace; a second one ends it at once.

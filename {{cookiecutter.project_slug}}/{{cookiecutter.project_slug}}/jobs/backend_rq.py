@@ -30,6 +30,11 @@ POLL_BATCH = 500
 WORKER_HEARTBEAT_SECONDS = 10
 
 
+# A connect or command that takes longer fails, as an outage: without it, a lost network
+# (packets dropped, nothing refused) would leave a call, and a shutdown, hanging.
+REDIS_TIMEOUT_SECONDS = 5
+
+
 def as_utc(moment: datetime) -> datetime:
     # RQ keeps UTC times without a zone.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -40,7 +45,11 @@ class Backend:
 
     def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
         # The sessionmaker is the workers' (worker.py): this side only sends ids to Redis.
-        self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        self.redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+        )
         self.queue = Queue(settings.rq_queue, connection=self.redis)
         self._intermediate = IntermediateQueue(self.queue.key, connection=self.redis)
         self._lease_seconds = settings.job_lease_seconds

@@ -49,7 +49,10 @@ class JobContext:
     job_id: uuid.UUID
     attempt: int
     max_attempts: int
-    # The task's own session: commit what the task writes; it is closed after the task.
+    # The task's own session, closed after the task. Changes are written at commit (no
+    # autoflush), so awaiting I/O between a change and its commit holds no write
+    # transaction open; a flush or a statement of your own (an UPDATE) starts one: commit
+    # before awaiting anything slow.
     session: AsyncSession
     settings: Settings
     _report_progress: ProgressReporter

@@ -55,6 +55,8 @@ WRITE_RETRY_MAX_SECONDS = 2.0
 # How long an attempt's task has to stop once cancelled (its timeout, a cancel of the job,
 # a shutdown) before the attempt is given up as stuck.
 CANCEL_GRACE_SECONDS = 5.0
+# How long a stop may then take to give jobs back and leave the executor table.
+STOP_WRITES_SECONDS = 3.0
 
 T = TypeVar("T")
 # What became of a success: recorded; recorded as a failure because the database refused
@@ -294,24 +296,47 @@ class Runner:
 
     async def stop(self, grace_seconds: float) -> None:
         """Start no more jobs; let running ones finish within the grace, then stop the
-        rest and queue them again (their attempt not counted)."""
+        rest and queue them again (their attempt not counted). What follows the grace is
+        bounded: with the database unreachable its writes would wait on it."""
         self._stopping = True
         if self._attempts:
             await asyncio.wait({a.task for a in self._attempts.values()}, timeout=grace_seconds)
+        unfinished = await self._stop_attempts()
+        try:
+            async with asyncio.timeout(STOP_WRITES_SECONDS):
+                await self._give_back_and_leave(unfinished)
+        except TimeoutError:
+            logger.error(
+                "giving back jobs and leaving the executor table took over %g s (is the "
+                "database reachable?); what this process held runs again elsewhere once "
+                "its lease runs out",
+                STOP_WRITES_SECONDS,
+            )
+            self._stopped.set()
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+
+    async def _stop_attempts(self) -> list[uuid.UUID]:
+        """Cancel the attempts still running, each within CANCEL_GRACE_SECONDS; the jobs
+        to give back: those whose attempt stopped before writing its outcome."""
         # Claims take milliseconds: let those in flight land (and give their job back)
         # rather than cancel them halfway through a transaction.
         claiming = {a.task for a in self._attempts.values() if not a.claimed}
         if claiming:
-            await asyncio.wait(claiming)
-        if self._attempts:
-            unfinished = [job_id for job_id, a in self._attempts.items() if not a.finishing]
-            tasks = [a.task for a in self._attempts.values()]
-            for task in tasks:
-                task.cancel()
-            # Given back once stopped (or given up as stuck), not before: no other process
-            # starts a job while its attempt here may still run.
-            await asyncio.gather(*tasks, return_exceptions=True)
-            unfinished = [job_id for job_id in unfinished if job_id not in self._stuck]
+            await asyncio.wait(claiming, timeout=STOP_WRITES_SECONDS)
+        unfinished = [job_id for job_id, a in self._attempts.items() if not a.finishing]
+        tasks = [a.task for a in self._attempts.values()]
+        for task in tasks:
+            task.cancel()
+        # Given back once stopped (or given up as stuck), not before: no other process
+        # starts a job while its attempt here may still run. Each task's body stops within
+        # the grace; what it does after (closing its session) may wait on the database.
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS + 1)
+        return [job_id for job_id in unfinished if job_id not in self._stuck]
+
+    async def _give_back_and_leave(self, unfinished: list[uuid.UUID]) -> None:
+        if unfinished:
             with self._unless_unavailable("giving back unfinished jobs"):
                 # One UPDATE for all of them: a shutdown should not queue a write per job.
                 async with self._sessionmaker() as session:
@@ -340,7 +365,10 @@ class Runner:
         started = time.monotonic()
         task = TASKS[job.name]  # claimed only if known here
         try:
-            async with self._sessionmaker() as task_session:
+            # No autoflush: what the task changes is written at its commit, so that an
+            # await of I/O between a change and its commit holds no write transaction
+            # open{% if cookiecutter.database == "sqlite" %} (SQLite's one writer lock: every other write would wait){% else %} (row locks, and a connection idle in transaction){% endif %}.
+            async with self._sessionmaker(autoflush=False) as task_session:
                 result = await self._call(task, job, task_session)
             result = storable(result)
         except Exception as error:
