@@ -186,11 +186,21 @@ async def test_a_document_whose_process_keeps_dying_ends_in_error_and_a_retry_pr
     assert (shown["status"], shown["error"], shown["word_count"]) == ("ready", None, 3)
 
 
-async def wait_until_held(control: JobControl, job_id: uuid.UUID, executor_id: uuid.UUID) -> None:
-    """Until the retried job is seen queued and held by the executor of its last attempt:
-    waiting for that attempt to end, not started beside it."""
+async def retry_and_check_it_waits(
+    control: JobControl, job_id: uuid.UUID, executor_id: uuid.UUID | None, key: str
+) -> None:
+    """Retry the job while its last attempt may still run (until the test releases it):
+    the job is seen queued and held by that attempt's executor, and runs again only once
+    the attempt has ended."""
+    assert executor_id is not None
+    await control.retry(job_id)
     job = await wait_for(control, job_id, JobStatus.QUEUED, JobStatus.RUNNING)
     assert (job.status, job.executor_id) == (JobStatus.QUEUED, executor_id)
+
+    tasks.note(f"release {key}")
+    assert (await wait_for(control, job_id, *FINISHED)).status == JobStatus.SUCCEEDED
+    runs = [line for line in tasks.noted() if line.endswith(key) and "release" not in line]
+    assert runs == [f"started {key}", f"ended {key}"] * 2
 
 
 async def test_a_job_cancelled_then_retried_at_once_runs_after_its_thread_ends(
@@ -200,15 +210,8 @@ async def test_a_job_cancelled_then_retried_at_once_runs_after_its_thread_ends(
     job = await submit(control, sessionmaker, tasks.threaded.new_job(key=key))
     await wait_for_note(f"started {key}")
     running = await control.get(job.id)
-    assert running.executor_id is not None
     await control.cancel(job.id)
-    await control.retry(job.id)
-    await wait_until_held(control, job.id, running.executor_id)
-
-    tasks.note(f"release {key}")
-    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
-    runs = [line for line in tasks.noted() if line.endswith(key) and "release" not in line]
-    assert runs == [f"started {key}", f"ended {key}"] * 2
+    await retry_and_check_it_waits(control, job.id, running.executor_id, key)
 
 
 async def test_an_attempt_that_swallows_its_timeout_is_given_up_and_not_run_beside(
@@ -223,14 +226,7 @@ async def test_an_attempt_that_swallows_its_timeout_is_given_up_and_not_run_besi
         "AttemptStuck",
     )
     assert f"ended {key}" not in tasks.noted(), "its task runs on until released"
-    assert failed.executor_id is not None
-    await control.retry(job.id)
-    await wait_until_held(control, job.id, failed.executor_id)
-
-    tasks.note(f"release {key}")
-    assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
-    runs = [line for line in tasks.noted() if line.endswith(key) and "release" not in line]
-    assert runs == [f"started {key}", f"ended {key}"] * 2
+    await retry_and_check_it_waits(control, job.id, failed.executor_id, key)
 
 
 async def test_a_job_of_a_task_only_the_next_release_has_waits_for_a_process_of_it(
