@@ -14,6 +14,7 @@ import os
 import pwd
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,10 @@ PORT = 8000
 METRICS_PORT = 9101
 EMAILS = 100
 LEASE_SECONDS = 2
+GRACE_SECONDS = 2
+# What a stop may take past its grace with every server unreachable: the baked README's
+# bound (11 s at most), and a process's exit.
+STOP_PAST_GRACE_SECONDS = 13
 ASK_TIMEOUT_SECONDS = 120
 
 
@@ -46,6 +51,10 @@ class Deployment:
     client: Host
     env: dict[str, str]
     web: list[Host] = field(default_factory=list)
+    # The database's and Redis's hosts.
+    servers: list[Host] = field(default_factory=list)
+    # Every process of the service: web and worker.
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     # Each process that runs jobs: its host, process and log.
     executors: list[tuple[Host, subprocess.Popen[bytes], Path]] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
@@ -164,6 +173,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             "DATABASE_URL": f"postgresql+asyncpg://postgres@{db.address}:5432/postgres",
             "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
             "JOB_POLL_SECONDS": "0.1",
+            "JOB_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
             # A cut-off host's statements end after this, instead of hanging.
             "DATABASE_TIMEOUT_SECONDS": "3",
             "CLEANUP_SCHEDULE": "",
@@ -172,7 +182,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             # host's process sends it).
             "API_KEYS": "hosts-key-5c2e",
         }
-        d = Deployment(network, project, logs, client, env)
+        d = Deployment(network, project, logs, client, env, servers=[db])
         ready = [str(bindir / "pg_isready"), "-q", "-h", db.address, "-p", "5432"]
         wait_until(lambda: network_ok(network, db, ready), 30, "PostgreSQL up", d)
         network.run(
@@ -192,6 +202,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             # Not protected mode: the other hosts are its clients, and only they reach it.
             server += ["--protected-mode", "no", "--save", "", "--appendonly", "no"]
             network.start(redis, server, logs / "redis.log")
+            d.servers.append(redis)
             env |= {"REDIS_URL": f"redis://{redis.address}:6379/0", "RQ_QUEUE": "hosts"}
             ping = ["redis-cli", "-h", redis.address, "ping"]
             wait_until(lambda: network_ok(network, redis, ping), 30, "Redis up", d)
@@ -205,6 +216,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             uvicorn = [python, "-m", "uvicorn", "tests.app:app", "--host", web.address]
             log = logs / f"{web.name}.log"
             process = network.start(web, [*uvicorn, "--port", str(PORT)], log, project, own)
+            d.processes.append(process)
             d.metrics.append(f"http://{web.address}:{PORT}")
             if not rq:
                 d.executors.append((web, process, log))
@@ -216,6 +228,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
                     own |= skewed
                 log = logs / f"{host.name}.log"
                 process = network.start(host, [python, "-m", "tests.worker"], log, project, own)
+                d.processes.append(process)
                 d.executors.append((host, process, log))
                 d.metrics.append(f"http://{host.address}:{METRICS_PORT}")
         try:
@@ -314,8 +327,41 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
 
         wait_until(counted, 20, "metrics of every host", d)
         assert sum(totals.values()) == expected, totals
+
+        stopped_after = stop_with_the_servers_cut(d)
     print(
         f"{combination.id}: {emails} emails on {len(used)} executors {sorted(used.values())}; "
         f"{len(held)} jobs of the cut host ran elsewhere {moved_after:.1f} s after the cut; "
-        f"{rejected()} late writes rejected; metrics {sorted(totals.values())}"
+        f"{rejected()} late writes rejected; metrics {sorted(totals.values())}; "
+        f"stopped with the servers cut after {stopped_after} s"
     )
+
+
+def stop_with_the_servers_cut(d: Deployment) -> list[float]:
+    """SIGTERM to every process while jobs run and the servers' hosts drop every packet
+    (no reset, no refusal: a client without a timeout would wait for ever); how long each
+    took to end, in seconds."""
+    _, executor, _ = d.executors[1]
+    [executor_id] = [e["id"] for e in d.ask("executors") if e["pid"] == executor.pid]
+    added = d.ask("add-work", "6", "600", executor_id)
+    assert added["held"], f"no job running: {added['seen']}\n{d.output()}"
+    d.stop_asking()
+    for server in d.servers:
+        d.network.cut(server)
+    for process in d.processes:
+        os.killpg(process.pid, signal.SIGTERM)
+    started = time.monotonic()
+    ended: dict[int, float] = {}
+    while len(ended) < len(d.processes) and time.monotonic() - started < 60:
+        for process in d.processes:
+            if process.pid not in ended and process.poll() is not None:
+                ended[process.pid] = round(time.monotonic() - started, 1)
+        time.sleep(0.1)
+    logs = "\n".join(
+        f"== {log.name}\n{log.read_text()[-3000:]}" for log in sorted(d.logs.glob("w*.log"))
+    )
+    bound = GRACE_SECONDS + STOP_PAST_GRACE_SECONDS
+    took = [ended.get(process.pid, float("inf")) for process in d.processes]
+    assert max(took) <= bound, f"stopped after {took} s, not within {bound} s:\n{logs}"
+    return took
+

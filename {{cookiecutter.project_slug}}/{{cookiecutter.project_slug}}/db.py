@@ -149,20 +149,22 @@ def database_unavailable(error: BaseException) -> bool:
 
 
 class Outage:
-    """Logs when a loop first loses the database, and when it has it back: not every
-    failed try in between."""
+    """Logs when a loop first loses the database (or another server), and when it has it
+    back: not every failed try in between."""
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(self, logger: logging.Logger, what: str, server: str = "the database") -> None:
         self._logger = logger
         self._what = what
+        self._server = server
         self._since: float | None = None
 
     def failed(self, error: BaseException) -> None:
         if self._since is None:
             self._since = time.monotonic()
             self._logger.error(
-                "%s: the database is unavailable (%s: %s); retrying until it is back",
+                "%s: %s is unavailable (%s: %s); retrying until it is back",
                 self._what,
+                self._server,
                 type(error).__name__,
                 str(error).splitlines()[0] if str(error) else "",
             )
@@ -170,7 +172,7 @@ class Outage:
     def ended(self) -> None:
         if self._since is not None:
             seconds = time.monotonic() - self._since
-            self._logger.warning("%s: the database is back after %.1f s", self._what, seconds)
+            self._logger.warning("%s: %s is back after %.1f s", self._what, self._server, seconds)
             self._since = None
 
 

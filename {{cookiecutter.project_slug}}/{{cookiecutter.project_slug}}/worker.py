@@ -34,6 +34,7 @@ from {{ cookiecutter.project_slug }}.jobs.backend import (
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
+from {{ cookiecutter.project_slug }}.jobs.runner import STOP_SECONDS as RUNNER_STOP_SECONDS
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
@@ -42,8 +43,9 @@ logger = logging.getLogger(__name__)
 
 # How long a fetch waits for an id to arrive: also how soon a stop ends the fetching.
 FETCH_WAIT_SECONDS = 1
-# How long a stop may take, after the runner's, to leave Redis and the database.
-LEAVE_SECONDS = 5
+# How long a stop may take past the grace: the runner's stop, then leaving Redis and the
+# database. With either unreachable, what is left undone runs again after the lease.
+STOP_SECONDS = RUNNER_STOP_SECONDS + 2
 
 
 class Worker:
@@ -66,13 +68,20 @@ class Worker:
         )
         # Only RQ's record of the worker, for `rq info` and rq-dashboard.
         self.listing = RQWorker([queue], connection=self.backend.redis)
+        # RQ raises its connection's socket timeout above its blocking dequeue's (over 400 s),
+        # which this worker does not use: a lost Redis would hold a stop that long. Its
+        # connections made so far keep theirs, so they go.
+        pool = self.backend.redis.connection_pool
+        pool.connection_kwargs["socket_timeout"] = REDIS_TIMEOUT_SECONDS
+        pool.reset()
         self._concurrency = settings.job_concurrency
         self._grace_seconds = settings.job_shutdown_grace_seconds
         self._running: set[asyncio.Task[None]] = set()
         # Finished ids leave Redis together, in one round trip per batch.
         self._forget = Batcher(self._forget_many)
-        self._outage = Outage(logger, "taking jobs from Redis")
+        self._outage = Outage(logger, "taking jobs", "Redis")
         self._stopping = asyncio.Event()
+        self._stop_at = 0.0  # the loop's time of the first signal
         self._hurry = asyncio.Event()
 
     async def run(self) -> None:
@@ -96,27 +105,33 @@ class Worker:
             await self._finish_running()
         finally:
             self._poller.stop()
-            await self.runner.stop(grace_seconds=0)
             try:
-                async with asyncio.timeout(LEAVE_SECONDS):
+                async with asyncio.timeout(STOP_SECONDS):
                     await self._leave(poller, listed)
             except TimeoutError:
                 logger.error(
-                    "leaving Redis and the database took over %g s (are they reachable?); "
-                    "left to the exit",
-                    LEAVE_SECONDS,
+                    "stopping took over %g s past the grace (are Redis and the database "
+                    "reachable?); what this worker held runs again once its lease runs out",
+                    STOP_SECONDS,
                 )
                 for task in (*self._running, poller, listed):
                     task.cancel()
 
     async def _leave(self, poller: asyncio.Task[None], listed: asyncio.Task[None]) -> None:
+        # RQ's record goes beside the runner's stop: neither waits on the other's server.
+        await asyncio.gather(self.runner.stop(grace_seconds=0), self._leave_rq_listing())
         await asyncio.gather(*self._running, return_exceptions=True)
         await self._forget.drained()
         await asyncio.gather(poller, listed)
-        await asyncio.to_thread(self.listing.register_death)
         await close(self._engine)
         await self._redis.aclose()
         await self.backend.stop(grace_seconds=0)
+
+    async def _leave_rq_listing(self) -> None:
+        try:
+            await asyncio.to_thread(self.listing.register_death)
+        except (RedisError, OSError) as error:
+            logger.warning("removing the worker from RQ's list failed: %s", error)
 
     def _on_signal(self) -> None:
         # The first signal gives running jobs the grace; a second one ends it at once.
@@ -126,6 +141,7 @@ class Worker:
             self._hurry.set()
         else:
             logger.info("stopping: running jobs get %g s to finish", self._grace_seconds)
+            self._stop_at = asyncio.get_running_loop().time()
             self._stopping.set()
 
     async def _take_jobs(self) -> None:
@@ -154,6 +170,11 @@ class Worker:
 
     async def _fetch(self, count: int) -> list[str]:
         """Up to `count` ids, moved onto the intermediate list; waits for the first."""
+        # A fetch from a Redis that stopped answering ends soon, and with it a stop's wait.
+        async with asyncio.timeout(FETCH_WAIT_SECONDS + 1):
+            return await self._fetch_now(count)
+
+    async def _fetch_now(self, count: int) -> list[str]:
         first = await self._redis.blmove(self._queue_key, self._taken_key, FETCH_WAIT_SECONDS)
         if first is None:
             return []
@@ -187,7 +208,7 @@ class Worker:
     async def _finish_running(self) -> None:
         """Wait for the running jobs within the grace, or until a second signal."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._grace_seconds
+        deadline = self._stop_at + self._grace_seconds
         hurry = asyncio.create_task(self._hurry.wait())
         while self._running and not hurry.done() and (left := deadline - loop.time()) > 0:
             await asyncio.wait(

@@ -55,8 +55,11 @@ WRITE_RETRY_MAX_SECONDS = 2.0
 # How long an attempt's task has to stop once cancelled (its timeout, a cancel of the job,
 # a shutdown) before the attempt is given up as stuck.
 CANCEL_GRACE_SECONDS = 5.0
-# How long a stop may then take to give jobs back and leave the executor table.
-STOP_WRITES_SECONDS = 3.0
+# How long a stop may take past its grace: cancelling the attempts still running, then
+# giving their jobs back and leaving the executor table (milliseconds, with the database).
+STOP_SECONDS = CANCEL_GRACE_SECONDS + 3
+# How long a stop waits for the claims in flight to land.
+CLAIM_LANDING_SECONDS = 2.0
 
 T = TypeVar("T")
 # What became of a success: recorded; recorded as a failure because the database refused
@@ -301,16 +304,14 @@ class Runner:
         self._stopping = True
         if self._attempts:
             await asyncio.wait({a.task for a in self._attempts.values()}, timeout=grace_seconds)
-        unfinished = await self._stop_attempts()
         try:
-            async with asyncio.timeout(STOP_WRITES_SECONDS):
-                await self._give_back_and_leave(unfinished)
+            async with asyncio.timeout(STOP_SECONDS):
+                await self._give_back_and_leave(await self._stop_attempts())
         except TimeoutError:
             logger.error(
-                "giving back jobs and leaving the executor table took over %g s (is the "
-                "database reachable?); what this process held runs again elsewhere once "
-                "its lease runs out",
-                STOP_WRITES_SECONDS,
+                "stopping took over %g s past the grace (is the database reachable?); the "
+                "jobs this process held run again elsewhere once their lease runs out",
+                STOP_SECONDS,
             )
             self._stopped.set()
             if self._heartbeat is not None:
@@ -323,16 +324,15 @@ class Runner:
         # rather than cancel them halfway through a transaction.
         claiming = {a.task for a in self._attempts.values() if not a.claimed}
         if claiming:
-            await asyncio.wait(claiming, timeout=STOP_WRITES_SECONDS)
+            await asyncio.wait(claiming, timeout=CLAIM_LANDING_SECONDS)
         unfinished = [job_id for job_id, a in self._attempts.items() if not a.finishing]
         tasks = [a.task for a in self._attempts.values()]
         for task in tasks:
             task.cancel()
         # Given back once stopped (or given up as stuck), not before: no other process
-        # starts a job while its attempt here may still run. Each task's body stops within
-        # the grace; what it does after (closing its session) may wait on the database.
+        # starts a job while its attempt here may still run.
         if tasks:
-            await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS + 1)
+            await asyncio.wait(tasks)
         return [job_id for job_id in unfinished if job_id not in self._stuck]
 
     async def _give_back_and_leave(self, unfinished: list[uuid.UUID]) -> None:
