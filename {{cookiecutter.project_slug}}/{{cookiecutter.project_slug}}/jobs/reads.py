@@ -171,6 +171,9 @@ async def due_job_ids(
     return [job_id for job_id in ids if job_id not in skip][:limit]
 
 
+{%- if cookiecutter.job_backend == "aiojobs" %}
+
+
 async def backlog(session: AsyncSession) -> int:
     """Queued jobs that are due: waiting for an executor, in memory or only in the table."""
     due = await session.exec(
@@ -181,6 +184,7 @@ async def backlog(session: AsyncSession) -> int:
     count = due.one()
     await session.commit()
     return count
+{%- endif %}
 
 
 async def known_tasks(session: AsyncSession, lease_seconds: float) -> set[str] | None:

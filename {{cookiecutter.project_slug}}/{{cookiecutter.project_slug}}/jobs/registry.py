@@ -57,11 +57,6 @@ class JobContext:
     settings: Settings
     _report_progress: ProgressReporter
 
-    @property
-    def last_attempt(self) -> bool:
-        """No retry follows if this attempt fails."""
-        return self.attempt >= self.max_attempts
-
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0..1); cheap to call often, written at most once a second."""
         await self._report_progress(min(max(fraction, 0.0), 1.0), message)

@@ -166,12 +166,6 @@ class Runner:
         since = self._beating_since
         return since is not None and time.monotonic() - since >= self._lease_seconds
 
-    def _fresh(self) -> bool:
-        """Whether the heartbeat is under half a lease old: an executor about to be
-        taken for dead must start no job, or a poller elsewhere queues it again while it
-        runs here."""
-        return self._joined and time.monotonic() - self._beat_sent < self._lease_seconds / 2
-
     def _executor_row(self) -> Executor:
         host = socket.gethostname()[:255]
         return Executor(
@@ -188,6 +182,12 @@ class Runner:
         if attempt is not None and attempt.claimed and not attempt.finishing:
             attempt.task.cancel()
 {%- if cookiecutter.job_backend != "rq" %}
+
+    def _fresh(self) -> bool:
+        """Whether the heartbeat is under half a lease old: an executor about to be
+        taken for dead must start no job, or a poller elsewhere queues it again while it
+        runs here."""
+        return self._joined and time.monotonic() - self._beat_sent < self._lease_seconds / 2
 
     def claim_on_insert(self, job: Job) -> JobInserted | None:
         """Make the new `job` start its first attempt here in the INSERT that creates
