@@ -364,4 +364,3 @@ def stop_with_the_servers_cut(d: Deployment) -> list[float]:
     took = [ended.get(process.pid, float("inf")) for process in d.processes]
     assert max(took) <= bound, f"stopped after {took} s, not within {bound} s:\n{logs}"
     return took
-
