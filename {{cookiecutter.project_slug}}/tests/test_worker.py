@@ -1,5 +1,6 @@
 """The RQ worker process: registers, runs jobs, and shuts down without losing one."""
 
+import pickle
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from redis import Redis
 from rq import Queue, Worker
+from rq.job import Job as RQJob
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
@@ -85,3 +87,40 @@ async def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_sent_agai
         done = await wait_for(control, job.id, *FINISHED)
     assert (done.status, done.result) == (JobStatus.SUCCEEDED, 3)
     queue.connection.close()
+
+
+class Planted:
+    """What someone who can write to Redis could plant in a job's record: unpickling it
+    runs code (here, it creates a file)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+async def test_a_pickled_payload_in_a_jobs_redis_record_is_never_loaded(
+    app: FastAPI, sessionmaker: SessionMaker, settings: Settings, tmp_path: Path
+) -> None:
+    control: JobControl = app.state.job_control
+    job = await submit(control, sessionmaker, tasks.add.new_job(a=2, b=2))
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(Planted(marker))
+    assert not marker.exists()
+    redis = Redis.from_url(settings.redis_url)
+    key = RQJob.key_for(str(job.id))
+    assert redis.exists(key), "the job was not sent to Redis"
+    # The fields RQ's default (pickle) serializer loads when it reads a job's record.
+    redis.hset(key, mapping=dict.fromkeys(("meta", "result"), payload))
+    # The web process sends the job again, as a poller does every due job it finds queued:
+    # it looks at the job's record in Redis to see whether it is already on its way.
+    await control.backend.dispatch([job.id])
+    # A worker takes the job, runs it and clears its record.
+    with start_worker(settings, tmp_path / "worker.log") as worker:
+        worker.wait_until_up()
+        done = await wait_for(control, job.id, *FINISHED)
+    assert (done.status, done.result) == (JobStatus.SUCCEEDED, 4)
+    assert not marker.exists(), "a process of the service unpickled a job's record in Redis"
+    assert Queue(settings.rq_queue, connection=redis).get_job_ids() == []
+    redis.close()

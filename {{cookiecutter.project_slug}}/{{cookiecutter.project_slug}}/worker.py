@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rq import Worker as RQWorker
 from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
 
 from {{ cookiecutter.project_slug }} import (
     metrics,
@@ -67,7 +68,7 @@ class Worker:
             decode_responses=True,
         )
         # Only RQ's record of the worker, for `rq info` and rq-dashboard.
-        self.listing = RQWorker([queue], connection=self.backend.redis)
+        self.listing = RQWorker([queue], connection=self.backend.redis, serializer=JSONSerializer)
         # RQ raises its connection's socket timeout above its blocking dequeue's (over 400 s),
         # which this worker does not use: a lost Redis would hold a stop that long. Its
         # connections made so far keep theirs, so they go.

@@ -14,6 +14,8 @@ from redis import Redis
 from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
@@ -35,11 +37,6 @@ WORKER_HEARTBEAT_SECONDS = 10
 REDIS_TIMEOUT_SECONDS = 5
 
 
-def as_utc(moment: datetime) -> datetime:
-    # RQ keeps UTC times without a zone.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 class Backend:
     name = "rq"
 
@@ -50,7 +47,8 @@ class Backend:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
             socket_timeout=REDIS_TIMEOUT_SECONDS,
         )
-        self.queue = Queue(settings.rq_queue, connection=self.redis)
+        # JSON, not RQ's default pickle: what is read from Redis never runs code.
+        self.queue = Queue(settings.rq_queue, connection=self.redis, serializer=JSONSerializer)
         self._intermediate = IntermediateQueue(self.queue.key, connection=self.redis)
         self._lease_seconds = settings.job_lease_seconds
         self._accepting = False
@@ -77,14 +75,19 @@ class Backend:
         await asyncio.to_thread(self._enqueue, [str(job_id) for job_id in job_ids])
 
     def _enqueue(self, job_ids: list[str]) -> None:
-        known = RQJob.fetch_many(job_ids, connection=self.redis)
+        # Only when each job was sent is read from its record: nothing in it is
+        # deserialized, so nothing someone wrote into it is ever loaded.
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(RQJob.key_for(job_id), "enqueued_at")
+            sent: list[bytes | None] = pipe.execute()
         # A worker moves each id it takes onto RQ's intermediate list, and clears it there
         # once the job is done: one that dies in between leaves it there.
-        taken = set(self._intermediate.get_job_ids()) if any(known) else set()
+        taken = set(self._intermediate.get_job_ids()) if any(sent) else set()
         to_send = [
             job_id
-            for job_id, rq_job in zip(job_ids, known, strict=True)
-            if not self._on_its_way(rq_job, job_id in taken)
+            for job_id, sent_at in zip(job_ids, sent, strict=True)
+            if not self._on_its_way(sent_at, job_id in taken)
         ]
         if not to_send:
             return
@@ -94,17 +97,18 @@ class Backend:
             [Queue.prepare_data(RUN_JOB, args=(job_id,), job_id=job_id) for job_id in to_send]
         )
 
-    def _on_its_way(self, rq_job: RQJob | None, taken: bool) -> bool:
-        if rq_job is None:
+    def _on_its_way(self, sent_at: bytes | None, taken: bool) -> bool:
+        if sent_at is None:
             return False
         if not taken:
             return True  # waiting in the queue
         # The table says queued, yet a worker took the job: fine for a moment (the worker
         # is about to claim it), but after a lease's length it has died.
-        since = rq_job.enqueued_at
-        return since is not None and (
-            as_utc(since) > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
-        )
+        try:
+            since = utcparse(sent_at.decode())
+        except ValueError:
+            return False  # not a time this service wrote: send the job again
+        return since > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Nothing to do here: a waiting job is skipped when a worker finds it cancelled,
