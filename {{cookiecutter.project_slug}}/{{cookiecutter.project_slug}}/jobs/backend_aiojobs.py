@@ -155,5 +155,5 @@ class Backend:
         await self.scheduler.close()
         self._jobs.clear()
         if self._poller_task is not None:
-            await self._poller_task
+            await self._poller.stopped(self._poller_task)
         logger.info("job backend %s stopped", self.name)

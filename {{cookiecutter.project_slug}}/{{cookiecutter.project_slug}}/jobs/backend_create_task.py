@@ -87,5 +87,5 @@ class Backend:
         # Tasks that had not started their job return at once: it stays queued.
         await asyncio.gather(*self._jobs.values(), return_exceptions=True)
         if self._poller_task is not None:
-            await self._poller_task
+            await self._poller.stopped(self._poller_task)
         logger.info("job backend %s stopped", self.name)

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 # A fire time no poller enqueued within this long (every process was down, or the
 # database was) counts as missed: run once late, or skipped without SCHEDULE_CATCH_UP.
 MISSED_AFTER = timedelta(seconds=60)
+# How long a stop waits for the poll in progress to end: milliseconds with the database.
+POLL_STOP_SECONDS = 2.0
 
 
 class Poller:
@@ -90,6 +92,16 @@ class Poller:
         write."""
         self._stopped.set()
         self._nudged.set()
+{%- if cookiecutter.job_backend != "rq" %}
+
+    async def stopped(self, task: asyncio.Task[None]) -> None:
+        """After stop(), wait for the polling `task` (start()'s) to end, within
+        POLL_STOP_SECONDS: with the database unreachable the poll in progress would wait
+        for its timeout, so it is cancelled, its transaction uncommitted."""
+        done, _ = await asyncio.wait({task}, timeout=POLL_STOP_SECONDS)
+        if not done:
+            task.cancel()
+{%- endif %}
 {%- if cookiecutter.job_backend != "rq" %}
 
     def wake(self) -> None:
