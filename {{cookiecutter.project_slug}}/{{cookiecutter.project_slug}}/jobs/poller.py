@@ -126,6 +126,11 @@ class Poller:
                     await self._enqueue_fire(schedule, now)
             slots = self._backend.free_slots()
             if slots <= 0:
+{%- if cookiecutter.job_backend != "rq" %}
+                # This poll cannot tell, and wake() cleared the flag: the next slot to
+                # free must wake a poll that can.
+                self.left_some = True
+{%- endif %}
                 return read
             # Only the tasks this process knows: others wait for a process that does.
             due = await reads.due_job_ids(session, slots, list(TASKS), self._backend.in_hand())
