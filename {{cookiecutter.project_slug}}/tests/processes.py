@@ -281,7 +281,10 @@ def start_worker(
             pids = family(worker.popen.pid)
             return any(w.pid in pids for w in Worker.all(connection=redis))
 
-    command = [*wrapper, sys.executable, "-m", "tests.worker"]
+    command = [*wrapper, sys.executable, "-m", "rq.cli", "worker"]
+    command += ["--worker-class", "tests.worker.Worker"]
+    command += ["--serializer", "rq.serializers.JSONSerializer"]
+    command += ["--url", settings.redis_url, settings.rq_queue]
     return running(command, settings, log, registered, env=env)
 {%- endif %}
 

@@ -1,12 +1,12 @@
-"""The worker with the test tasks registered: `python -m tests.worker`."""
+"""The worker class with the test tasks registered:
+`rq worker --worker-class tests.worker.Worker ...` (tests/processes.py starts it)."""
 
 import os
 
-from {{ cookiecutter.project_slug }} import worker
+from {{ cookiecutter.project_slug }}.worker import Worker
 from tests import tasks  # registers the tasks the tests run
 
 if os.environ.get("TEST_NEXT_RELEASE"):
     tasks.register_the_next_release()
 
-if __name__ == "__main__":
-    worker.main()
+__all__ = ["Worker"]

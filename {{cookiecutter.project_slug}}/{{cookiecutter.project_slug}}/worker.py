@@ -1,56 +1,61 @@
-"""The RQ worker: `python -m {{ cookiecutter.project_slug }}.worker` runs queued jobs.
+r"""RQ's own worker runs the jobs:
 
-It reads RQ's queue itself rather than through RQ's `Worker`, which runs one job at a
-time and makes a dozen Redis round trips for each. This one takes up to
-`JOB_CONCURRENCY` ids per fetch and runs them at once on one event loop with the shared
-runner, so jobs that start or finish together share their claim's and their result's
-transaction. It takes ids as RQ's own worker does, onto RQ's intermediate list, so one
-that dies holding some leaves them where the poller looks. No job needs a process of its
-own: the runner enforces timeouts. `rq info` lists the worker as RQ's own.
+    rq worker --worker-class {{ cookiecutter.project_slug }}.worker.Worker \
+        --serializer rq.serializers.JSONSerializer --url "$REDIS_URL" "$RQ_QUEUE"
+
+`Worker` is RQ's `SimpleWorker` (each job runs in the worker process, no fork) with one
+event loop and one database engine for the process's life, in a thread: there the
+shared runner claims, runs and records each job RQ hands it, keeps the executor's
+heartbeat, and the poller sends due, delayed and lost jobs to Redis. RQ's registries,
+`rq info` and rq-dashboard see each job as RQ's own.
 """
 
 import asyncio
-import contextlib
+import concurrent.futures
 import logging
-import signal
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine
+from types import FrameType
+from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from rq import Worker as RQWorker
-from rq.job import Job as RQJob
-from rq.serializers import JSONSerializer
+from rq import SimpleWorker
 
 from {{ cookiecutter.project_slug }} import (
     metrics,
     tasks,  # noqa: F401  # registers every task
 )
-from {{ cookiecutter.project_slug }}.db import Outage, close, create_sessionmaker, database_engine
-from {{ cookiecutter.project_slug }}.jobs.backend import (
-    REDIS_TIMEOUT_SECONDS,
-    WORKER_HEARTBEAT_SECONDS,
-    Backend,
-)
-from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
+from {{ cookiecutter.project_slug }}.db import close, create_sessionmaker, database_engine
+from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
-from {{ cookiecutter.project_slug }}.jobs.runner import STOP_SECONDS as RUNNER_STOP_SECONDS
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
-# How long a fetch waits for an id to arrive: also how soon a stop ends the fetching.
-FETCH_WAIT_SECONDS = 1
-# How long a stop may take past the grace: the runner's stop, then leaving Redis and the
-# database. With either unreachable, what is left undone runs again after the lease.
-STOP_SECONDS = RUNNER_STOP_SECONDS + 2
+T = TypeVar("T")
 
 
-class Worker:
+class _Jobs:
+    """The process's event loop, in a thread, with what runs on it."""
+
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
+        self._runner_stop: concurrent.futures.Future[None] | None = None
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._start())
+
+    async def _start(self) -> None:
+        settings = self._settings
         self._engine = database_engine(settings)
         sessionmaker = create_sessionmaker(self._engine)
         self.backend = Backend(settings, sessionmaker)
@@ -58,190 +63,74 @@ class Worker:
         self._poller = Poller(
             sessionmaker, self.backend, settings, self.runner.steady, schedules(settings)
         )
-        queue = self.backend.queue
-        self._queue_key, self._taken_key = queue.key, queue.intermediate_queue_key
-        # Its blocking fetch waits FETCH_WAIT_SECONDS, well within the socket's timeout.
-        self._redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            decode_responses=True,
-        )
-        # Only RQ's record of the worker, for `rq info` and rq-dashboard.
-        self.listing = RQWorker([queue], connection=self.backend.redis, serializer=JSONSerializer)
-        # RQ raises its connection's socket timeout above its blocking dequeue's (over 400 s),
-        # which this worker does not use: a lost Redis would hold a stop that long. Its
-        # connections made so far keep theirs, so they go.
-        pool = self.backend.redis.connection_pool
-        pool.connection_kwargs["socket_timeout"] = REDIS_TIMEOUT_SECONDS
-        pool.reset()
-        self._concurrency = settings.job_concurrency
-        self._grace_seconds = settings.job_shutdown_grace_seconds
-        self._running: set[asyncio.Task[None]] = set()
-        # Finished ids leave Redis together, in one round trip per batch.
-        self._forget = Batcher(self._forget_many)
-        self._outage = Outage(logger, "taking jobs", "Redis")
-        self._stopping = asyncio.Event()
-        self._stop_at = 0.0  # the loop's time of the first signal
-        self._hurry = asyncio.Event()
-
-    async def run(self) -> None:
-        """Take and run jobs until SIGTERM or SIGINT; then stop as the backends do."""
         await self.backend.start()
         await self.runner.start()
-        poller = await self._poller.start()
-        await asyncio.to_thread(self.listing.register_birth)
-        listed = asyncio.create_task(self._keep_listed())
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._on_signal)
-        logger.info(
-            "worker %s taking jobs from queue %s, %d at a time",
-            self.listing.name,
-            self.backend.queue.name,
-            self._concurrency,
-        )
-        try:
-            await self._take_jobs()
-            await self._finish_running()
-        finally:
-            self._poller.stop()
-            try:
-                async with asyncio.timeout(STOP_SECONDS):
-                    await self._leave(poller, listed)
-            except TimeoutError:
-                logger.error(
-                    "stopping took over %g s past the grace (are Redis and the database "
-                    "reachable?); what this worker held runs again once its lease runs out",
-                    STOP_SECONDS,
-                )
-                for task in (*self._running, poller, listed):
-                    task.cancel()
+        self._polling = await self._poller.start()
 
-    async def _leave(self, poller: asyncio.Task[None], listed: asyncio.Task[None]) -> None:
-        # RQ's record goes beside the runner's stop: neither waits on the other's server.
-        await asyncio.gather(self.runner.stop(grace_seconds=0), self._leave_rq_listing())
-        await asyncio.gather(*self._running, return_exceptions=True)
-        await self._forget.drained()
-        await asyncio.gather(poller, listed)
+    def stop_running(self, grace_seconds: float) -> None:
+        """Give the running job the grace, then stop it and queue it again."""
+        if self._runner_stop is None:
+            self._runner_stop = asyncio.run_coroutine_threadsafe(
+                self.runner.stop(grace_seconds), self.loop
+            )
+
+    def stop(self, grace_seconds: float) -> None:
+        self.stop_running(grace_seconds)
+        self.call(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+
+    async def _stop(self) -> None:
+        self._poller.stop()
+        assert self._runner_stop is not None
+        await asyncio.wrap_future(self._runner_stop)
+        await self._polling
         await close(self._engine)
-        await self._redis.aclose()
         await self.backend.stop(grace_seconds=0)
 
-    async def _leave_rq_listing(self) -> None:
+
+_jobs: _Jobs | None = None
+
+
+class Worker(SimpleWorker):
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        global _jobs
+        self._settings = settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        if settings.metrics_port:
+            metrics.serve(settings.metrics_host, settings.metrics_port)
+        _jobs = _Jobs(settings)
+        _jobs.start()
         try:
-            await asyncio.to_thread(self.listing.register_death)
-        except (RedisError, OSError) as error:
-            logger.warning("removing the worker from RQ's list failed: %s", error)
-
-    def _on_signal(self) -> None:
-        # The first signal gives running jobs the grace; a second one ends it at once.
-        # Either way, jobs still running are cancelled and queued again.
-        if self._stopping.is_set():
-            logger.warning("stopping at once: running jobs are queued again")
-            self._hurry.set()
-        else:
-            logger.info("stopping: running jobs get %g s to finish", self._grace_seconds)
-            self._stop_at = asyncio.get_running_loop().time()
-            self._stopping.set()
-
-    async def _take_jobs(self) -> None:
-        stopping = asyncio.create_task(self._stopping.wait())
-        while not self._stopping.is_set():
-            free = self._concurrency - len(self._running)
-            if free <= 0:
-                await asyncio.wait({*self._running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                job_ids = await self._fetch(free)
-            except (RedisError, OSError) as error:
-                self._outage.failed(error)
-                await asyncio.wait({stopping}, timeout=FETCH_WAIT_SECONDS)
-                continue
-            self._outage.ended()
-            if self._stopping.is_set():
-                # Taken as the stop came: not started now, so a poller sends them again.
-                if job_ids:
-                    await self._forget_many(job_ids)
-                return
-            for job_id in job_ids:
-                task = asyncio.create_task(self._run(job_id))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-
-    async def _fetch(self, count: int) -> list[str]:
-        """Up to `count` ids, moved onto the intermediate list; waits for the first."""
-        # A fetch from a Redis that stopped answering ends soon, and with it a stop's wait.
-        async with asyncio.timeout(FETCH_WAIT_SECONDS + 1):
-            return await self._fetch_now(count)
-
-    async def _fetch_now(self, count: int) -> list[str]:
-        first = await self._redis.blmove(self._queue_key, self._taken_key, FETCH_WAIT_SECONDS)
-        if first is None:
-            return []
-        taken = [first]
-        if count > 1:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for _ in range(count - 1):
-                    pipe.lmove(self._queue_key, self._taken_key)
-                taken += [job_id for job_id in await pipe.execute() if job_id is not None]
-        return [str(job_id) for job_id in taken]
-
-    async def _run(self, job_id: str) -> None:
-        try:
-            await self.runner.run(uuid.UUID(job_id))
+            return super().work(*args, **kwargs)
         finally:
-            # Whatever the outcome: a job the table queues again, a poller sends again.
-            await self._forget.submit(job_id)
+            _jobs.stop(settings.job_shutdown_grace_seconds)
+            _jobs = None
 
-    async def _forget_many(self, job_ids: Sequence[str]) -> list[None]:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    pipe.lrem(self._taken_key, 1, job_id)
-                pipe.delete(*(RQJob.key_for(job_id) for job_id in job_ids))
-                await pipe.execute()
-        except (RedisError, OSError) as error:
-            # Left on the intermediate list, they are the poller's once a lease is over.
-            logger.warning("could not clear %d finished jobs from Redis: %s", len(job_ids), error)
-        return [None] * len(job_ids)
-
-    async def _finish_running(self) -> None:
-        """Wait for the running jobs within the grace, or until a second signal."""
-        loop = asyncio.get_running_loop()
-        deadline = self._stop_at + self._grace_seconds
-        hurry = asyncio.create_task(self._hurry.wait())
-        while self._running and not hurry.done() and (left := deadline - loop.time()) > 0:
-            await asyncio.wait(
-                {*self._running, hurry}, timeout=left, return_when=asyncio.FIRST_COMPLETED
-            )
-        hurry.cancel()
-
-    async def _keep_listed(self) -> None:
-        # RQ's maintenance takes a worker whose heartbeat stops for dead.
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), WORKER_HEARTBEAT_SECONDS)
-            if self._stopping.is_set():
-                return
-            try:
-                await asyncio.to_thread(self.listing.heartbeat)
-            except (RedisError, OSError) as error:
-                logger.warning("sending the worker's heartbeat to Redis failed: %s", error)
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        # RQ's warm shutdown waits for the running job without a limit: it gets the
+        # grace, then is stopped and queued again.
+        if _jobs is not None:
+            _jobs.stop_running(self._settings.job_shutdown_grace_seconds)
+        super().request_stop(signum, frame)
 
 
-def run_job(job_id: str) -> None:
-    """What RQ's record of every job names; only this module's worker runs them."""
-    raise RuntimeError(f"jobs run in `python -m {__name__}`, not in `rq worker`")
+class AttemptFailed(Exception):
+    """The attempt failed: RQ files the job as failed, with this error. A job retried is
+    sent to RQ again when its next attempt is due."""
 
 
-def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.metrics_port:
-        metrics.serve(settings.metrics_host, settings.metrics_port)
-    asyncio.run(Worker(settings).run())
-
-
-if __name__ == "__main__":
-    main()
+def run_job(job_id: str) -> Any:
+    """The function of every RQ job of this service: one attempt of the job `job_id`;
+    its result, for RQ's record."""
+    if _jobs is None:
+        raise RuntimeError(
+            f"this service's jobs run in `rq worker --worker-class {__name__}.Worker`"
+        )
+    try:
+        ended = _jobs.call(_jobs.runner.run(uuid.UUID(job_id)))
+    except concurrent.futures.CancelledError:
+        raise AttemptFailed("stopped: the worker stopped; the job is queued again") from None
+    if ended is not None and ended.status != "succeeded":
+        raise AttemptFailed(f"{ended.status}: {ended.error}")
+    return None if ended is None else ended.result

@@ -79,8 +79,10 @@ class Backend:
         # deserialized, so nothing someone wrote into it is ever loaded.
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(RQJob.key_for(job_id), "enqueued_at")
-            sent: list[bytes | None] = pipe.execute()
+                pipe.hmget(RQJob.key_for(job_id), ["status", "enqueued_at"])
+            records: list[list[bytes | None]] = pipe.execute()
+        # Waiting for a worker, or taken by one; a job RQ finished (or failed) is sent again.
+        sent = [at if status in (b"queued", b"started") else None for status, at in records]
         # A worker moves each id it takes onto RQ's intermediate list, and clears it there
         # once the job is done: one that dies in between leaves it there.
         taken = set(self._intermediate.get_job_ids()) if any(sent) else set()
@@ -94,7 +96,10 @@ class Backend:
         for job_id in taken.intersection(to_send):
             self._intermediate.remove(job_id)
         self.queue.enqueue_many(
-            [Queue.prepare_data(RUN_JOB, args=(job_id,), job_id=job_id) for job_id in to_send]
+            [
+                Queue.prepare_data(RUN_JOB, args=(job_id,), job_id=job_id, timeout=-1)
+                for job_id in to_send
+            ]
         )
 
     def _on_its_way(self, sent_at: bytes | None, taken: bool) -> bool:

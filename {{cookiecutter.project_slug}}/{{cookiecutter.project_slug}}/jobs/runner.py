@@ -107,6 +107,17 @@ def retry_delay(task: Task, attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+{%- if cookiecutter.job_backend == "rq" %}
+@dataclass(frozen=True)
+class Ended:
+    """How an attempt ended: succeeded (with its result), failed, or retried (with its error)."""
+
+    status: str
+    result: Any = None
+    error: str | None = None
+
+
+{% endif -%}
 @dataclass
 class _Attempt:
     task: asyncio.Task[Any]
@@ -204,12 +215,13 @@ class Runner:
         job claimed on insert, once `inserted` tells it was."""
 {%- else %}
 
-    async def run(self, job_id: uuid.UUID) -> None:
-        """Run one attempt of the job, if it is due and nobody else has it."""
+    async def run(self, job_id: uuid.UUID) -> Ended | None:
+        """Run one attempt of the job, if it is due and nobody else has it; how it ended,
+        or None if it did not start here."""
 {%- endif %}
         busy = job_id in self._attempts or job_id in self._stuck
         if self._stopping or not self._joined or busy:
-            return
+            return None
         current = asyncio.current_task()
         assert current is not None  # run() is always awaited inside a task
         attempt = self._attempts[job_id] = _Attempt(current)
@@ -220,14 +232,14 @@ class Runner:
             job = await self._claim_one(job_id)
 {%- endif %}
             if job is None:
-                return
+                return None
             attempt.claimed = True
             waited = (job.started_at or job.run_after) - job.run_after
             metrics.job_started(job.name, waited.total_seconds())
             # Every line logged in the attempt names the job; not the request that started it.
             clear_contextvars()
             with bound_contextvars(job_id=str(job.id), job_name=job.name, attempt=job.attempts):
-                await self._attempt(job, attempt)
+                {% if cookiecutter.job_backend == "rq" %}return {% endif %}await self._attempt(job, attempt)
         finally:
             del self._attempts[job_id]
 
@@ -361,7 +373,7 @@ class Runner:
             # Jobs this process still holds run again elsewhere once the lease runs out.
             logger.error("%s failed: the database is unavailable (%s)", what, error)
 
-    async def _attempt(self, job: Job, attempt: _Attempt) -> None:
+    async def _attempt(self, job: Job, attempt: _Attempt) -> {% if cookiecutter.job_backend == "rq" %}Ended | None{% else %}None{% endif %}:
         started = time.monotonic()
         task = TASKS[job.name]  # claimed only if known here
         try:
@@ -381,7 +393,7 @@ class Runner:
             recorded = await self._write(lambda: self._record_failure(job.id, failure, delay))
             if not recorded:
                 self._log_rejected(job)
-                return
+                return None
             status = "failed" if delay is None else "retried"
             metrics.job_ended(job.name, status, time.monotonic() - started)
             logger.log(
@@ -398,19 +410,20 @@ class Runner:
                 and not isinstance(error, AttemptTimedOut)
                 and not database_unavailable(error),
             )
-            return
+            return {% if cookiecutter.job_backend == "rq" %}Ended(status, error=f"{type(failure).__name__}: {failure}"){% else %}None{% endif %}
         attempt.finishing = True
         outcome = await self._write(lambda: self._successes.submit(writes.Success(job.id, result)))
         if outcome == "lost":
             self._log_rejected(job)
-            return
+            return None
         seconds = time.monotonic() - started
         if outcome == "refused":
             metrics.job_ended(job.name, "failed", seconds)
             logger.error("job failed: the database refused its result; not retried")
-            return
+            return {% if cookiecutter.job_backend == "rq" %}Ended("failed", error="UnstorableResult: the database refused its result"){% else %}None{% endif %}
         metrics.job_ended(job.name, "succeeded", seconds)
         logger.info("job succeeded in %.3f s", seconds)
+        return {% if cookiecutter.job_backend == "rq" %}Ended("succeeded", result){% else %}None{% endif %}
 
     async def _call(self, task: Task, job: Job, session: AsyncSession) -> Any:
         """The task's function, in an asyncio task of its own, so that the attempt ends
