@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from rq import SimpleWorker
+from rq.job import Job as RQJob
 
 from {{ cookiecutter.project_slug }} import (
     metrics,
@@ -97,6 +98,9 @@ class Worker(SimpleWorker):
         global _jobs
         self._settings = settings = get_settings()
         configure_logging(settings.log_level, settings.log_format)
+        # RQ's command line gave its loggers handlers of their own: they log as ours do.
+        for name in ("rq.worker", "rq.job"):
+            logging.getLogger(name).handlers.clear()
         if settings.metrics_port:
             metrics.serve(settings.metrics_host, settings.metrics_port)
         _jobs = _Jobs(settings)
@@ -106,6 +110,13 @@ class Worker(SimpleWorker):
         finally:
             _jobs.stop(settings.job_shutdown_grace_seconds)
             _jobs = None
+
+    def handle_exception(self, job: RQJob, *exc_info: Any) -> None:
+        # The runner has logged the attempt's failure (with a traceback where it helps):
+        # RQ's own line would repeat it. Exception handlers (Sentry's) still run.
+        for handler in self._exc_handlers:
+            if handler(job, *exc_info) is False:
+                break
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         # RQ's warm shutdown waits for the running job without a limit: it gets the
