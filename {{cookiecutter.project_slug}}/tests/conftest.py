@@ -194,6 +194,15 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Process]:
 
 
 @pytest.fixture
+def second_worker(settings: Settings, tmp_path: Path, worker: Process) -> Iterator[Process]:
+    """Another worker: RQ's worker runs one job at a time."""
+    own_port = settings.model_copy(update={"metrics_port": free_port()})
+    with start_worker(own_port, tmp_path / "second-worker.log") as second:
+        second.wait_until_up()
+        yield second
+
+
+@pytest.fixture
 def control(app: FastAPI, worker: Process) -> JobControl:
     """The app's job control, with a worker running its jobs."""
     control: JobControl = app.state.job_control

@@ -44,7 +44,7 @@ from {{ cookiecutter.project_slug }}.storage import Storage
 from {{ cookiecutter.project_slug }}.tasks.documents import process_document
 from {{ cookiecutter.project_slug }}.tasks.emails import send_email
 from tests import tasks
-from tests.processes import {% if cookiecutter.job_backend == "rq" %}start_worker{% else %}start_web{% endif %}
+from tests.processes import {% if cookiecutter.job_backend == "rq" %}Process, start_worker{% else %}start_web{% endif %}
 from tests.test_cli import cli
 from tests.test_jobs import FINISHED, submit, wait_for, wait_for_note
 
@@ -281,7 +281,12 @@ async def test_a_job_of_a_task_no_process_knows_fails_after_the_bound(
 
 
 async def test_a_task_awaiting_io_before_its_commit_keeps_no_one_waiting(
-    control: JobControl, client: httpx.AsyncClient, sessionmaker: SessionMaker
+    control: JobControl,
+    client: httpx.AsyncClient,
+    sessionmaker: SessionMaker,
+{%- if cookiecutter.job_backend == "rq" %}
+    second_worker: Process,
+{%- endif %}
 ) -> None:
     key = uuid.uuid4().hex
     slow = await submit(control, sessionmaker, tasks.write_then_wait.new_job(key=key))

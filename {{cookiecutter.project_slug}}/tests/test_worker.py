@@ -1,4 +1,5 @@
-"""The RQ worker process: registers, runs jobs, and shuts down without losing one."""
+"""RQ's worker, with the service's worker class: registers, runs jobs, and shuts down
+without losing one."""
 
 import pickle
 import signal
@@ -46,8 +47,8 @@ def test_worker_registers_and_stops_on_sigterm(settings: Settings, tmp_path: Pat
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.rq_queue, connection=redis)
     try:
-        # Logged once the signal handlers are in place.
-        wait_for_line(log, ("taking jobs from queue",), timeout=60)
+        # Logged by RQ's worker once its signal handlers are in place.
+        wait_for_line(log, ("Listening on", settings.rq_queue), timeout=60)
         assert [w.pid for w in Worker.all(queue=queue)] == [worker.pid]
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0

@@ -13,6 +13,7 @@ heartbeat, and the poller sends due, delayed and lost jobs to Redis. RQ's regist
 import asyncio
 import concurrent.futures
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Coroutine
@@ -20,6 +21,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from rq import SimpleWorker
+from rq.cli.cli import main as rq_cli
 from rq.job import Job as RQJob
 
 from {{ cookiecutter.project_slug }} import (
@@ -123,7 +125,7 @@ class Worker(SimpleWorker):
         # grace, then is stopped and queued again.
         if _jobs is not None:
             _jobs.stop_running(self._settings.job_shutdown_grace_seconds)
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # untyped in RQ
 
 
 class AttemptFailed(Exception):
@@ -145,3 +147,31 @@ def run_job(job_id: str) -> Any:
     if ended is not None and ended.status != "succeeded":
         raise AttemptFailed(f"{ended.status}: {ended.error}")
     return None if ended is None else ended.result
+
+
+def main() -> None:
+    """`python -m {{ cookiecutter.project_slug }}.worker [worker-pool -n N] [RQ's options]`: RQ's own command
+    line, `rq worker` (or `rq worker-pool`), given this service's worker class, JSON
+    serializer, REDIS_URL and RQ_QUEUE."""
+    settings = get_settings()
+    arguments = sys.argv[1:]
+    command = "worker"
+    if arguments[:1] in (["worker"], ["worker-pool"]):
+        command, arguments = arguments[0], arguments[1:]
+    rq_cli(
+        [
+            command,
+            "--worker-class",
+            f"{__name__}.Worker",
+            "--serializer",
+            "rq.serializers.JSONSerializer",
+            "--url",
+            settings.redis_url,
+            *arguments,
+            settings.rq_queue,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

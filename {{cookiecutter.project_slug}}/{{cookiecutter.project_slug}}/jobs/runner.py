@@ -108,6 +108,8 @@ def retry_delay(task: Task, attempt: int) -> float:
 
 
 {%- if cookiecutter.job_backend == "rq" %}
+
+
 @dataclass(frozen=True)
 class Ended:
     """How an attempt ended: succeeded (with its result), failed, or retried (with its error)."""
@@ -115,9 +117,9 @@ class Ended:
     status: str
     result: Any = None
     error: str | None = None
+{%- endif %}
 
 
-{% endif -%}
 @dataclass
 class _Attempt:
     task: asyncio.Task[Any]
