@@ -46,15 +46,25 @@ class _Jobs:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="jobs", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="jobs", daemon=True)
+        self._ready = threading.Event()
         self._runner_stop: concurrent.futures.Future[None] | None = None
+
+    def _run(self) -> None:
+        # asyncio's Runner, as asyncio.run: once stopped, what is left on the loop is
+        # cancelled and its default executor shut down, so no thread outlives it.
+        with asyncio.Runner() as runner:
+            self.loop = runner.get_loop()
+            self._stopped = asyncio.Event()
+            self._ready.set()
+            runner.run(self._stopped.wait())
 
     def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def start(self) -> None:
         self._thread.start()
+        self._ready.wait()
         self.call(self._start())
 
     async def _start(self) -> None:
@@ -80,7 +90,7 @@ class _Jobs:
     def stop(self, grace_seconds: float) -> None:
         self.stop_running(grace_seconds)
         self.call(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join()
 
     async def _stop(self) -> None:
