@@ -12,6 +12,7 @@ heartbeat, and the poller sends due, delayed and lost jobs to Redis. RQ's regist
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sys
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Coroutine
 from types import FrameType
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.cli.cli import main as rq_cli
 from rq.job import Job as RQJob
@@ -122,6 +124,17 @@ class Worker(SimpleWorker):
         finally:
             _jobs.stop(settings.job_shutdown_grace_seconds)
             _jobs = None
+
+    def unsubscribe(self) -> None:
+        # RQ unsubscribes, then stops its listener thread, which by then may be in a
+        # new 60 s read that redis-py's stop() waits out: stopped first here, so the
+        # reply to the unsubscribe ends that read, and the wait is bounded.
+        if self.pubsub_thread:
+            self.pubsub_thread.stop(timeout=0)
+            with contextlib.suppress(RedisError):
+                self.pubsub.unsubscribe()
+            self.pubsub_thread.join(timeout=1)
+            self.pubsub.close()
 
     def handle_exception(self, job: RQJob, *exc_info: Any) -> None:
         # The runner has logged the attempt's failure (with a traceback where it helps):
