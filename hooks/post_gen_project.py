@@ -23,6 +23,7 @@ MANIFEST: dict[str, tuple[str, str]] = {
     "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
     "{slug}/worker.py": ("job_backend", "rq"),
     "tests/redis_server.py": ("job_backend", "rq"),
+    "tests/test_rq_tools.py": ("job_backend", "rq"),
     "tests/test_worker.py": ("job_backend", "rq"),
     "tests/worker.py": ("job_backend", "rq"),
     "tests/pg_server.py": ("database", "postgresql"),

@@ -142,6 +142,7 @@ def expected_files(combination: Combination) -> set[str]:
         files |= {
             f"{SLUG}/worker.py",
             "tests/redis_server.py",
+            "tests/test_rq_tools.py",
             "tests/test_worker.py",
             "tests/worker.py",
         }

@@ -84,8 +84,8 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
-{%- if cookiecutter.job_backend != "create_task" %}
-    # Jobs one {% if cookiecutter.job_backend == "rq" %}worker{% else %}process{% endif %} runs at the same time.
+{%- if cookiecutter.job_backend == "aiojobs" %}
+    # Jobs one process runs at the same time.
     job_concurrency: int = Field(default=10, ge=1)
 {%- endif %}
 {%- if cookiecutter.job_backend == "aiojobs" %}

@@ -156,6 +156,10 @@ class AttemptFailed(Exception):
     sent to RQ again when its next attempt is due."""
 
 
+class NotRun(Exception):
+    """The job table did not give the job to this worker: RQ files it as failed, with why."""
+
+
 def run_job(job_id: str) -> Any:
     """The function of every RQ job of this service: one attempt of the job `job_id`;
     its result, for RQ's record."""
@@ -163,13 +167,25 @@ def run_job(job_id: str) -> Any:
         raise RuntimeError(
             f"this service's jobs run in `rq worker --worker-class {__name__}.Worker`"
         )
+    attempt = asyncio.run_coroutine_threadsafe(_jobs.runner.run(uuid.UUID(job_id)), _jobs.loop)
     try:
-        ended = _jobs.call(_jobs.runner.run(uuid.UUID(job_id)))
+        ended = attempt.result()
     except concurrent.futures.CancelledError:
         raise AttemptFailed("stopped: the worker stopped; the job is queued again") from None
-    if ended is not None and ended.status != "succeeded":
-        raise AttemptFailed(f"{ended.status}: {ended.error}")
-    return None if ended is None else ended.result
+    except BaseException:
+        attempt.cancel()  # RQ's time limit (a backstop past the runner's) or an interrupt
+        raise
+    if ended is None:
+        # `rq requeue` of a job that failed, for one: only the table's retry runs it again.
+        raise NotRun(
+            "not run: the job table has it cancelled, ended, not yet due or held by "
+            f"another worker; to run a failed job again: python -m {{ cookiecutter.project_slug }} jobs retry {job_id}"
+        )
+    if ended.status == "retried":
+        raise AttemptFailed(f"{ended.error} (the job table retries it)")
+    if ended.status != "succeeded":
+        raise AttemptFailed(ended.error)
+    return ended.result
 
 
 def main() -> None:

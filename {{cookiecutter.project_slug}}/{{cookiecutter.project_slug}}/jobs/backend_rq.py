@@ -18,13 +18,17 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
+from {{ cookiecutter.project_slug }}.jobs import reads
 from {{ cookiecutter.project_slug }}.jobs.errors import JobsUnavailable
+from {{ cookiecutter.project_slug }}.jobs.runner import CANCEL_GRACE_SECONDS
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 # The function RQ's record of every job names; this project's worker reads only the id.
 RUN_JOB = "{{ cookiecutter.project_slug }}.worker.run_job"
+# RQ's time limit of a job is its task's timeout plus the runner's cancel grace and this.
+RQ_TIMEOUT_MARGIN_SECONDS = 10
 # The poller sends at most this many due jobs to Redis at a time.
 POLL_BATCH = 500
 # Workers write RQ's heartbeat to Redis this often, busy or idle, so RQ's own
@@ -41,7 +45,6 @@ class Backend:
     name = "rq"
 
     def __init__(self, settings: Settings, sessionmaker: SessionMaker) -> None:
-        # The sessionmaker is the workers' (worker.py): this side only sends ids to Redis.
         self.redis = Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
@@ -50,6 +53,13 @@ class Backend:
         # JSON, not RQ's default pickle: what is read from Redis never runs code.
         self.queue = Queue(settings.rq_queue, connection=self.redis, serializer=JSONSerializer)
         self._intermediate = IntermediateQueue(self.queue.key, connection=self.redis)
+        self._registries = [
+            self.queue.started_job_registry.key,
+            self.queue.finished_job_registry.key,
+            self.queue.failed_job_registry.key,
+        ]
+        self._retention_seconds = int(settings.job_retention_days * 86400)
+        self._sessionmaker = sessionmaker
         self._lease_seconds = settings.job_lease_seconds
         self._accepting = False
 
@@ -71,10 +81,15 @@ class Backend:
         return POLL_BATCH
 
     async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
-        # redis-py blocks; a thread keeps a slow Redis from stalling the event loop.
-        await asyncio.to_thread(self._enqueue, [str(job_id) for job_id in job_ids])
+        # Each RQ job carries its task's name and timeout, for RQ's tools to show.
+        async with self._sessionmaker() as session:
+            queued = await reads.queued_tasks(session, job_ids)
+        if queued:
+            # redis-py blocks; a thread keeps a slow Redis from stalling the event loop.
+            await asyncio.to_thread(self._enqueue, queued)
 
-    def _enqueue(self, job_ids: list[str]) -> None:
+    def _enqueue(self, queued: list[tuple[uuid.UUID, str, float]]) -> None:
+        job_ids = [str(job_id) for job_id, _, _ in queued]
         # Only when each job was sent is read from its record: nothing in it is
         # deserialized, so nothing someone wrote into it is ever loaded.
         with self.redis.pipeline(transaction=False) as pipe:
@@ -87,20 +102,39 @@ class Backend:
         # once the job is done: one that dies in between leaves it there.
         taken = set(self._intermediate.get_job_ids()) if any(sent) else set()
         to_send = [
-            job_id
-            for job_id, sent_at in zip(job_ids, sent, strict=True)
+            (job_id, name, timeout)
+            for job_id, (_, name, timeout), sent_at in zip(job_ids, queued, sent, strict=True)
             if not self._on_its_way(sent_at, job_id in taken)
         ]
         if not to_send:
             return
-        for job_id in taken.intersection(to_send):
-            self._intermediate.remove(job_id)
-        self.queue.enqueue_many(
-            [
-                Queue.prepare_data(RUN_JOB, args=(job_id,), job_id=job_id, timeout=-1)
-                for job_id in to_send
-            ]
-        )
+        with self.redis.pipeline() as pipe:
+            for job_id, _, _ in to_send:
+                if job_id in taken:
+                    pipe.lrem(self._intermediate.key, 0, job_id)
+                # A job sent again leaves RQ's record of its last attempt: it shows
+                # queued, not also failed, finished or running.
+                for registry in self._registries:
+                    pipe.zrem(registry, job_id)
+            self.queue.enqueue_many(
+                [
+                    Queue.prepare_data(
+                        RUN_JOB,
+                        args=(job_id,),
+                        job_id=job_id,
+                        description=name,
+                        # The runner stops the attempt at the task's timeout: RQ's own
+                        # limit is only a backstop past it.
+                        timeout=int(timeout + CANCEL_GRACE_SECONDS + RQ_TIMEOUT_MARGIN_SECONDS),
+                        # RQ's records of jobs live as long as the job table's rows.
+                        result_ttl=self._retention_seconds,
+                        failure_ttl=self._retention_seconds,
+                    )
+                    for job_id, name, timeout in to_send
+                ],
+                pipeline=pipe,
+            )
+            pipe.execute()
 
     def _on_its_way(self, sent_at: bytes | None, taken: bool) -> bool:
         if sent_at is None:

@@ -171,6 +171,20 @@ async def due_job_ids(
     return [job_id for job_id in ids if job_id not in skip][:limit]
 
 
+{%- if cookiecutter.job_backend == "rq" %}
+
+
+async def queued_tasks(
+    session: AsyncSession, job_ids: Collection[uuid.UUID]
+) -> list[tuple[uuid.UUID, str, float]]:
+    """Each of these jobs still queued, with its task's name and timeout."""
+    statement = select(Job.id, Job.name, Job.timeout_seconds).where(
+        col(Job.id).in_(job_ids), col(Job.status) == JobStatus.QUEUED
+    )
+    rows = (await session.exec(statement)).all()
+    await session.commit()
+    return [(job_id, name, timeout) for job_id, name, timeout in rows]
+{%- endif %}
 {%- if cookiecutter.job_backend == "aiojobs" %}
 
 
