@@ -227,7 +227,9 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
                 if n == 2:
                     own |= skewed
                 log = logs / f"{host.name}.log"
-                process = network.start(host, [python, "-m", "tests.worker"], log, project, own)
+                # The service's worker command, with the test tasks' worker class.
+                worker = [python, "-m", "job_service.worker", "--worker-class", "tests.worker.Worker"]
+                process = network.start(host, worker, log, project, own)
                 d.processes.append(process)
                 d.executors.append((host, process, log))
                 d.metrics.append(f"http://{host.address}:{METRICS_PORT}")

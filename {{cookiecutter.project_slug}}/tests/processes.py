@@ -46,7 +46,8 @@ FORKS.set_forkserver_preload(
         "{{ cookiecutter.project_slug }}.jobs.reads",
         "{{ cookiecutter.project_slug }}.tasks",
 {%- if cookiecutter.job_backend == "rq" %}
-        "{{ cookiecutter.project_slug }}.worker",
+        # Not the worker module: `python -m` runs it as __main__, a copy of its own.
+        "rq.cli.cli",
 {%- endif %}
         "tests.tasks",
     ]
@@ -272,19 +273,21 @@ def start_worker(
     log: Path,
     wrapper: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    pool: int = 1,
 ) -> AbstractContextManager[Process]:
-    """`python -m tests.worker` (the worker, with the test tasks) on the settings' queue;
-    `wrapper` is a command that runs it (`nsenter ...`)."""
+    """The service's worker command, with the test tasks' worker class, on the settings'
+    queue: RQ's worker, or its worker pool of `pool` processes; `wrapper` is a command
+    that runs it (`nsenter ...`). Up once all its workers are registered."""
 
     def registered(worker: Process) -> bool:
         with Redis.from_url(settings.redis_url) as redis:
             pids = family(worker.popen.pid)
-            return any(w.pid in pids for w in Worker.all(connection=redis))
+            return sum(w.pid in pids for w in Worker.all(connection=redis)) >= pool
 
-    command = [*wrapper, sys.executable, "-m", "rq.cli", "worker"]
+    command = [*wrapper, sys.executable, "-m", "{{ cookiecutter.project_slug }}.worker"]
+    if pool > 1:
+        command += ["worker-pool", "-n", str(pool)]
     command += ["--worker-class", "tests.worker.Worker"]
-    command += ["--serializer", "rq.serializers.JSONSerializer"]
-    command += ["--url", settings.redis_url, settings.rq_queue]
     return running(command, settings, log, registered, env=env)
 {%- endif %}
 

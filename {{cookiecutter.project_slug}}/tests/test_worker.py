@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 from redis import Redis
 from rq import Queue, Worker
@@ -61,6 +62,34 @@ def test_worker_registers_and_stops_on_sigterm(settings: Settings, tmp_path: Pat
             worker.kill()
             worker.wait()
         redis.close()
+
+
+async def test_a_worker_pool_runs_jobs_side_by_side_each_serving_its_metrics(
+    app: FastAPI, sessionmaker: SessionMaker, settings: Settings, tmp_path: Path
+) -> None:
+    control: JobControl = app.state.job_control
+    with start_worker(settings, tmp_path / "pool.log", pool=2) as pool:
+        pool.wait_until_up()
+        held = [
+            await submit(control, sessionmaker, tasks.threaded.new_job(key=f"pool {n}"))
+            for n in (1, 2)
+        ]
+        # One job at a time per process: both running means both processes run jobs.
+        for job in held:
+            await wait_for(control, job.id, JobStatus.RUNNING)
+        # Each process serves its own counts, on the first free port from METRICS_PORT.
+        async with httpx.AsyncClient() as client:
+            for port in (settings.metrics_port, settings.metrics_port + 1):
+                answer = await client.get(f"http://127.0.0.1:{port}/metrics")
+                assert answer.status_code == 200
+                assert "jobs_total" in answer.text
+        for n in (1, 2):
+            tasks.note(f"release pool {n}")
+        for job in held:
+            assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+        assert pool.terminate(timeout=30) == 0, pool.output()
+    with Redis.from_url(settings.redis_url) as redis:
+        assert Worker.all(queue=Queue(settings.rq_queue, connection=redis)) == []
 
 
 async def test_sigterm_gives_the_running_job_its_grace_then_queues_it_again(

@@ -22,6 +22,9 @@ read from the database at scrape time: every host reports the same values for th
 service, so aggregate them with max(), not sum().
 """
 
+{% if cookiecutter.job_backend == "rq" -%}
+import errno
+{% endif -%}
 import fcntl
 import os
 from collections.abc import Iterator
@@ -205,19 +208,35 @@ def configure(directory: Path) -> None:
 {%- if cookiecutter.job_backend == "rq" %}
 
 
-def serve(host: str, port: int) -> None:
+# How many ports from METRICS_PORT up the workers of one host may take.
+METRICS_PORTS = 64
+
+
+def serve(host: str, first_port: int) -> int:
     """Serve this process's own counts (the job metrics and any of the service's own) on
-    http://host:port/metrics, from a thread. Counted in memory, even where
-    PROMETHEUS_MULTIPROC_DIR is set for the web processes."""
+    http://host:port/metrics, from a thread, on the first free port from `first_port` up:
+    each worker on a host, and each of an `rq worker-pool`, takes the next. Counted in
+    memory, even where PROMETHEUS_MULTIPROC_DIR is set for the web processes."""
     for metric in (JOBS, JOB_DURATION, JOB_QUEUE_WAIT):
         REGISTRY.register(metric)
-    try:
-        start_http_server(port, host, registry=REGISTRY)
-    except OSError as error:
-        raise SystemExit(
-            f"cannot serve metrics on {host}:{port} ({error.strerror}): give each worker "
-            "on this host its own METRICS_PORT, or 0 to serve none"
-        ) from error
+    last_port = min(first_port + METRICS_PORTS - 1, 65535)
+    for port in range(first_port, last_port + 1):
+        try:
+            start_http_server(port, host, registry=REGISTRY)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                continue
+            raise SystemExit(
+                f"cannot serve metrics on {host}:{port} ({error.strerror}); METRICS_PORT=0 "
+                "serves none"
+            ) from error
+        return port
+    raise SystemExit(
+        f"cannot serve metrics: ports {first_port}-{last_port} of {host} are all taken; "
+        "set another METRICS_PORT, or 0 to serve none"
+    )
+
+
 {%- endif %}
 
 

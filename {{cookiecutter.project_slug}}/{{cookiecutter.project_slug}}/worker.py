@@ -116,7 +116,8 @@ class Worker(SimpleWorker):
         for name in ("rq.worker", "rq.job"):
             logging.getLogger(name).handlers.clear()
         if settings.metrics_port:
-            metrics.serve(settings.metrics_host, settings.metrics_port)
+            port = metrics.serve(settings.metrics_host, settings.metrics_port)
+            logger.info("serving metrics on http://%s:%d/metrics", settings.metrics_host, port)
         _jobs = _Jobs(settings)
         _jobs.start()
         try:
@@ -177,6 +178,7 @@ def run_job(job_id: str) -> Any:
         raise
     if ended is None:
         # `rq requeue` of a job that failed, for one: only the table's retry runs it again.
+        logger.warning("job %s not run: the job table did not give it to this worker", job_id)
         raise NotRun(
             "not run: the job table has it cancelled, ended, not yet due or held by "
             f"another worker; to run a failed job again: python -m {{ cookiecutter.project_slug }} jobs retry {job_id}"

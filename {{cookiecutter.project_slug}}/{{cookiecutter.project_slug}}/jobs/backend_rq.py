@@ -1,7 +1,7 @@
-"""Hands jobs to RQ through Redis; `python -m {{ cookiecutter.project_slug }}.worker` runs them.
+"""Hands jobs to RQ through Redis; RQ's worker (`python -m {{ cookiecutter.project_slug }}.worker`) runs them.
 
-Redis carries only job ids: the job table stays the record of every job, so a job
-that Redis or a worker lost is found there by the worker's poller and sent again.
+Each RQ job names only the job's id: the job table stays the record of every job, so a
+job that Redis or a worker lost is found there by a worker's poller and sent again.
 """
 
 import asyncio
@@ -29,11 +29,10 @@ logger = logging.getLogger(__name__)
 RUN_JOB = "{{ cookiecutter.project_slug }}.worker.run_job"
 # RQ's time limit of a job is its task's timeout plus the runner's cancel grace and this.
 RQ_TIMEOUT_MARGIN_SECONDS = 10
+# How long a sender may hold a job's sending mark, should it die holding it.
+SENDING_MARK_SECONDS = 10
 # The poller sends at most this many due jobs to Redis at a time.
 POLL_BATCH = 500
-# Workers write RQ's heartbeat to Redis this often, busy or idle, so RQ's own
-# maintenance never takes a busy worker for dead.
-WORKER_HEARTBEAT_SECONDS = 10
 
 
 # A connect or command that takes longer fails, as an outage: without it, a lost network
@@ -90,12 +89,18 @@ class Backend:
 
     def _enqueue(self, queued: list[tuple[uuid.UUID, str, float]]) -> None:
         job_ids = [str(job_id) for job_id, _, _ in queued]
-        # Only when each job was sent is read from its record: nothing in it is
-        # deserialized, so nothing someone wrote into it is ever loaded.
+        sending = [f"{self.queue.key}:sending:{job_id}" for job_id in job_ids]
+        # A web process and a poller may send the same job at once: each first takes the
+        # job's sending mark, and only the one that got it looks further. Only when each
+        # job was sent is read from its record: nothing in it is deserialized, so nothing
+        # someone wrote into it is ever loaded.
         with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
+            for job_id, mark in zip(job_ids, sending, strict=True):
+                pipe.set(mark, 1, nx=True, ex=SENDING_MARK_SECONDS)
                 pipe.hmget(RQJob.key_for(job_id), ["status", "enqueued_at"])
-            records: list[list[bytes | None]] = pipe.execute()
+            replies = pipe.execute()
+        marked: list[bool] = replies[0::2]
+        records: list[list[bytes | None]] = replies[1::2]
         # Waiting for a worker, or taken by one; a job RQ finished (or failed) is sent again.
         sent = [at if status in (b"queued", b"started") else None for status, at in records]
         # A worker moves each id it takes onto RQ's intermediate list, and clears it there
@@ -103,11 +108,11 @@ class Backend:
         taken = set(self._intermediate.get_job_ids()) if any(sent) else set()
         to_send = [
             (job_id, name, timeout)
-            for job_id, (_, name, timeout), sent_at in zip(job_ids, queued, sent, strict=True)
-            if not self._on_its_way(sent_at, job_id in taken)
+            for job_id, (_, name, timeout), sent_at, mine in zip(
+                job_ids, queued, sent, marked, strict=True
+            )
+            if mine and not self._on_its_way(sent_at, job_id in taken)
         ]
-        if not to_send:
-            return
         with self.redis.pipeline() as pipe:
             for job_id, _, _ in to_send:
                 if job_id in taken:
@@ -116,24 +121,27 @@ class Backend:
                 # queued, not also failed, finished or running.
                 for registry in self._registries:
                     pipe.zrem(registry, job_id)
-            self.queue.enqueue_many(
-                [
-                    Queue.prepare_data(
-                        RUN_JOB,
-                        args=(job_id,),
-                        job_id=job_id,
-                        description=name,
-                        # The runner stops the attempt at the task's timeout: RQ's own
-                        # limit is only a backstop past it.
-                        timeout=int(timeout + CANCEL_GRACE_SECONDS + RQ_TIMEOUT_MARGIN_SECONDS),
-                        # RQ's records of jobs live as long as the job table's rows.
-                        result_ttl=self._retention_seconds,
-                        failure_ttl=self._retention_seconds,
-                    )
-                    for job_id, name, timeout in to_send
-                ],
-                pipeline=pipe,
-            )
+            if to_send:
+                self.queue.enqueue_many(
+                    [
+                        Queue.prepare_data(
+                            RUN_JOB,
+                            args=(job_id,),
+                            job_id=job_id,
+                            description=name,
+                            # The runner stops the attempt at the task's timeout: RQ's
+                            # own limit is only a backstop past it.
+                            timeout=int(timeout + CANCEL_GRACE_SECONDS + RQ_TIMEOUT_MARGIN_SECONDS),
+                            # RQ's records of jobs live as long as the job table's rows.
+                            result_ttl=self._retention_seconds,
+                            failure_ttl=self._retention_seconds,
+                        )
+                        for job_id, name, timeout in to_send
+                    ],
+                    pipeline=pipe,
+                )
+            if held := [mark for mark, mine in zip(sending, marked, strict=True) if mine]:
+                pipe.delete(*held)
             pipe.execute()
 
     def _on_its_way(self, sent_at: bytes | None, taken: bool) -> bool:
