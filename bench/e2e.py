@@ -9,8 +9,8 @@ JSON list.
   raw-create_task   the usual pattern: insert the row, asyncio.create_task the body,
                     which marks the row done
   raw-aiojobs       the same on an aiojobs Scheduler with the service's concurrency
-  raw-rq            insert the row, Queue.enqueue a function that marks it done (run by
-                    stock `rq worker`s started separately)
+  raw-rq            insert the rows, Queue.enqueue_many a function that claims each and
+                    marks it done (run by a stock `rq worker-pool` started separately)
 
 Usage: python bench/e2e.py MODE --jobs N [--per-transaction K] [--runs R]
 """
@@ -169,8 +169,13 @@ async def raw_rq(jobs: int, size: int, runs: int) -> Figures:
             for _ in range(runs):
                 started = time.perf_counter()
                 for count in groups(jobs, size):
-                    for job_id in await insert(sessionmaker, count):
-                        queue.enqueue("rq_raw.mark_done", target, job_id.hex, result_ttl=0)
+                    # A group goes to Redis in one round trip, as the service sends it.
+                    queue.enqueue_many(
+                        [
+                            Queue.prepare_data("rq_raw.run", (target, job_id.hex), result_ttl=0)
+                            for job_id in await insert(sessionmaker, count)
+                        ]
+                    )
                 await wait_for_all(sessionmaker, jobs)
                 figures.append(await outcome(sessionmaker, jobs, time.perf_counter() - started))
     return figures

@@ -1,8 +1,8 @@
-"""RQ's own command line and its default, forking worker, with the baseline's job
-module imported first: each forked job inherits it, as it would from a worker that
-preloads its code, instead of importing its database driver again."""
+"""RQ's own command line (`rq worker-pool`), with the baseline's job module imported
+first: each worker inherits it, as from a worker that preloads its code, instead of
+importing its database driver again for every job."""
 
-import rq_raw  # noqa: F401  # preloaded for every fork
+import rq_raw  # noqa: F401  # preloaded for every worker
 from rq.cli.cli import main
 
 if __name__ == "__main__":

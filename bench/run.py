@@ -352,35 +352,52 @@ class Bench:
         ) -> dict[str, Stats]:
             settings = self.service_settings("rq", database)
             log = self.log(f"e2e-{mode}-{database}")
-            # Started and registered before the clock starts.
-            workers = command(settings["RQ_QUEUE"])
-            with processes(projects["rq"], workers, counts.rq_workers, log, settings, True):
+            # One RQ worker pool of rq_workers processes, each registered before the
+            # clock starts.
+            pool = command(settings["RQ_QUEUE"])
+            with processes(projects["rq"], pool, 1, log, settings, True):
                 self.wait_for_workers(settings["RQ_QUEUE"])
                 return self.e2e(projects["rq"], mode, jobs, settings, size)
 
+        workers = ["worker-pool", "-n", str(counts.rq_workers)]
+
         def ours(queue: str) -> list[str]:
-            return [sys.executable, str(BENCH / "rq_worker.py")]
+            return [sys.executable, str(BENCH / "rq_worker.py"), *workers]
 
-        def stock(queue: str) -> list[str]:
-            # RQ's own command line and its default, forking worker.
-            worker = [sys.executable, str(BENCH / "rq_stock.py"), "worker"]
-            return [*worker, "--url", self.redis_url, queue]
+        def stock(worker_class: str) -> Callable[[str], list[str]]:
+            def command(queue: str) -> list[str]:
+                # RQ's own command line, its pool of the given worker class.
+                pool = [sys.executable, str(BENCH / "rq_stock.py"), *workers]
+                return [*pool, "--worker-class", worker_class, "--url", self.redis_url, queue]
 
-        # Measured once, one by one: forking per job is its limit however jobs are sent.
-        baseline = rq("raw-rq", stock, counts.rq_baseline_jobs, 1)
+            return command
+
+        # RQ's default worker forks for every job: tens of jobs/s, so fewer jobs for it.
+        baselines = {
+            f"stock rq worker-pool x{counts.rq_workers} (forking Worker)": (
+                stock("rq.worker.Worker"),
+                counts.rq_baseline_jobs,
+            ),
+            f"stock rq worker-pool x{counts.rq_workers} (SimpleWorker)": (
+                stock("rq.worker.SimpleWorker"),
+                None,
+            ),
+        }
         for per_transaction in sizes:
-            rows.append(
-                {
-                    "backend": "rq",
-                    "database": database,
-                    "jobs": jobs[per_transaction],
-                    "per_transaction": per_transaction,
-                    "service": rq("service", ours, jobs[per_transaction], per_transaction),
-                    "baseline": baseline,
-                    "baseline_name": f"stock forking rq worker x{counts.rq_workers}, "
-                    f"{counts.rq_baseline_jobs} jobs one by one",
-                }
-            )
+            service = rq("service", ours, jobs[per_transaction], per_transaction)
+            for name, (command, baseline_jobs) in baselines.items():
+                count = baseline_jobs or jobs[per_transaction]
+                rows.append(
+                    {
+                        "backend": "rq",
+                        "database": database,
+                        "jobs": jobs[per_transaction],
+                        "per_transaction": per_transaction,
+                        "service": service,
+                        "baseline": rq("raw-rq", command, count, per_transaction),
+                        "baseline_name": f"{name}, {count} jobs, the same two writes",
+                    }
+                )
         return rows
 
     # ---- 8. peers --------------------------------------------------------------------

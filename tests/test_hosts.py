@@ -228,7 +228,7 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
                     own |= skewed
                 log = logs / f"{host.name}.log"
                 # The service's worker command, with the test tasks' worker class.
-                worker = [python, "-m", "job_service.worker", "--worker-class", "tests.worker.Worker"]
+                worker = [python, "-m", "job_service.worker", "-w", "tests.worker.Worker"]
                 process = network.start(host, worker, log, project, own)
                 d.processes.append(process)
                 d.executors.append((host, process, log))

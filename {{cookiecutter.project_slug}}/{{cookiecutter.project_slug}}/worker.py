@@ -1,8 +1,9 @@
 r"""RQ's own worker runs the jobs:
 
-    rq worker --worker-class {{ cookiecutter.project_slug }}.worker.Worker \
-        --serializer rq.serializers.JSONSerializer --url "$REDIS_URL" "$RQ_QUEUE"
+    rq worker --worker-class {{ cookiecutter.project_slug }}.worker.Worker --serializer json \
+        --url "$REDIS_URL" "$RQ_QUEUE"
 
+or `python -m {{ cookiecutter.project_slug }}.worker`, which fills those in from the settings (main()).
 `Worker` is RQ's `SimpleWorker` (each job runs in the worker process, no fork) with one
 event loop and one database engine for the process's life, in a thread: there the
 shared runner claims, runs and records each job RQ hands it, keeps the executor's
@@ -205,7 +206,7 @@ def main() -> None:
             "--worker-class",
             f"{__name__}.Worker",
             "--serializer",
-            "rq.serializers.JSONSerializer",
+            "json",
             "--url",
             settings.redis_url,
             *arguments,

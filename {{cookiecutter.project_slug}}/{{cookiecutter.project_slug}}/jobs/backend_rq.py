@@ -80,54 +80,68 @@ class Backend:
         return POLL_BATCH
 
     async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
-        # Each RQ job carries its task's name and timeout, for RQ's tools to show.
+        # redis-py blocks; threads keep a slow Redis from stalling the event loop.
+        unsent = await asyncio.to_thread(self._unsent, [str(job_id) for job_id in job_ids])
+        if not unsent:
+            return
+        # Each RQ job carries its task's name and timeout, for RQ's tools to show. (Should
+        # this read fail, the jobs' sending marks lapse in SENDING_MARK_SECONDS.)
         async with self._sessionmaker() as session:
-            queued = await reads.queued_tasks(session, job_ids)
-        if queued:
-            # redis-py blocks; a thread keeps a slow Redis from stalling the event loop.
-            await asyncio.to_thread(self._enqueue, queued)
+            queued = await reads.queued_tasks(session, [uuid.UUID(job_id) for job_id in unsent])
+        await asyncio.to_thread(self._send, queued, unsent)
 
-    def _enqueue(self, queued: list[tuple[uuid.UUID, str, float]]) -> None:
-        job_ids = [str(job_id) for job_id, _, _ in queued]
-        sending = [f"{self.queue.key}:sending:{job_id}" for job_id in job_ids]
-        # A web process and a poller may send the same job at once: each first takes the
-        # job's sending mark, and only the one that got it looks further. Only when each
-        # job was sent is read from its record: nothing in it is deserialized, so nothing
-        # someone wrote into it is ever loaded.
+    def _unsent(self, job_ids: list[str]) -> dict[str, bool]:
+        """Of these jobs, those not on their way to a worker, each with whether a dead
+        worker left it on RQ's intermediate list; their sending marks now held here."""
+        unsent = self._not_on_their_way(job_ids)
+        if not unsent:
+            return {}
+        # A web process and a poller may send the same job at once: each takes the job's
+        # sending mark first, and only the one that got it looks again and sends it.
         with self.redis.pipeline(transaction=False) as pipe:
-            for job_id, mark in zip(job_ids, sending, strict=True):
-                pipe.set(mark, 1, nx=True, ex=SENDING_MARK_SECONDS)
-                pipe.hmget(RQJob.key_for(job_id), ["status", "enqueued_at"])
-            replies = pipe.execute()
-        marked: list[bool] = replies[0::2]
-        records: list[list[bytes | None]] = replies[1::2]
-        # Waiting for a worker, or taken by one; a job RQ finished (or failed) is sent again.
-        sent = [at if status in (b"queued", b"started") else None for status, at in records]
-        # A worker moves each id it takes onto RQ's intermediate list, and clears it there
-        # once the job is done: one that dies in between leaves it there.
-        taken = set(self._intermediate.get_job_ids()) if any(sent) else set()
-        to_send = [
-            (job_id, name, timeout)
-            for job_id, (_, name, timeout), sent_at, mine in zip(
-                job_ids, queued, sent, marked, strict=True
-            )
-            if mine and not self._on_its_way(sent_at, job_id in taken)
-        ]
+            for job_id in unsent:
+                pipe.set(self._mark(job_id), 1, nx=True, ex=SENDING_MARK_SECONDS)
+            marked = pipe.execute()
+        mine = [job_id for job_id, got in zip(unsent, marked, strict=True) if got]
+        still = self._not_on_their_way(mine) if mine else {}
+        if gone := [self._mark(job_id) for job_id in mine if job_id not in still]:
+            self.redis.delete(*gone)
+        return still
+
+    def _not_on_their_way(self, job_ids: list[str]) -> dict[str, bool]:
+        # Only RQ's status and times are read from each job's record: nothing in it is
+        # deserialized, so nothing someone wrote into it is ever loaded.
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(RQJob.key_for(job_id), ["status", "enqueued_at", "started_at"])
+            records: list[list[bytes | None]] = pipe.execute()
+        # A worker moves each id it takes onto RQ's intermediate list, until it starts it
+        # (a worker of several queues: until it is done with it).
+        live = any(status in (b"queued", b"started") for status, _, _ in records)
+        taken = set(self._intermediate.get_job_ids()) if live else set()
+        return {
+            job_id: job_id in taken
+            for job_id, record in zip(job_ids, records, strict=True)
+            if not self._on_its_way(record, job_id in taken)
+        }
+
+    def _send(self, queued: list[tuple[uuid.UUID, str, float]], unsent: dict[str, bool]) -> None:
+        """Send the jobs still queued in the table, and let go of every sending mark."""
         with self.redis.pipeline() as pipe:
-            for job_id, _, _ in to_send:
-                if job_id in taken:
-                    pipe.lrem(self._intermediate.key, 0, job_id)
+            for job_id, _, _ in queued:
+                if unsent[str(job_id)]:
+                    pipe.lrem(self._intermediate.key, 0, str(job_id))
                 # A job sent again leaves RQ's record of its last attempt: it shows
                 # queued, not also failed, finished or running.
                 for registry in self._registries:
-                    pipe.zrem(registry, job_id)
-            if to_send:
+                    pipe.zrem(registry, str(job_id))
+            if queued:
                 self.queue.enqueue_many(
                     [
                         Queue.prepare_data(
                             RUN_JOB,
-                            args=(job_id,),
-                            job_id=job_id,
+                            args=(str(job_id),),
+                            job_id=str(job_id),
                             description=name,
                             # The runner stops the attempt at the task's timeout: RQ's
                             # own limit is only a backstop past it.
@@ -136,26 +150,32 @@ class Backend:
                             result_ttl=self._retention_seconds,
                             failure_ttl=self._retention_seconds,
                         )
-                        for job_id, name, timeout in to_send
+                        for job_id, name, timeout in queued
                     ],
                     pipeline=pipe,
                 )
-            if held := [mark for mark, mine in zip(sending, marked, strict=True) if mine]:
-                pipe.delete(*held)
+            pipe.delete(*[self._mark(job_id) for job_id in unsent])
             pipe.execute()
 
-    def _on_its_way(self, sent_at: bytes | None, taken: bool) -> bool:
-        if sent_at is None:
+    def _mark(self, job_id: str) -> str:
+        return f"{self.queue.key}:sending:{job_id}"
+
+    def _on_its_way(self, record: list[bytes | None], taken: bool) -> bool:
+        """Whether RQ's record of a job queued in the table says it is on its way: waiting
+        in the queue, or just taken by a worker that is about to claim it. Taken, or
+        started, for longer than a lease, its worker died; finished or failed, RQ is done
+        with it: either way it is sent again."""
+        status, enqueued_at, started_at = record
+        if status == b"queued" and not taken:
+            return True
+        since = {b"queued": enqueued_at, b"started": started_at}.get(status or b"")
+        if since is None:
             return False
-        if not taken:
-            return True  # waiting in the queue
-        # The table says queued, yet a worker took the job: fine for a moment (the worker
-        # is about to claim it), but after a lease's length it has died.
         try:
-            since = utcparse(sent_at.decode())
+            moment = utcparse(since.decode())
         except ValueError:
-            return False  # not a time this service wrote: send the job again
-        return since > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
+            return False  # not a time RQ wrote: send the job again
+        return moment > datetime.now(UTC) - timedelta(seconds=self._lease_seconds)
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Nothing to do here: a waiting job is skipped when a worker finds it cancelled,
