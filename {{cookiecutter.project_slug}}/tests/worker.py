@@ -1,5 +1,5 @@
-"""The worker class with the test tasks registered: `python -m
-{{ cookiecutter.project_slug }}.worker --worker-class tests.worker.Worker` (tests/processes.py starts it)."""
+"""The worker class with the test tasks registered (tests/processes.py starts it):
+`python -m {{ cookiecutter.project_slug }}.worker --worker-class tests.worker.Worker`."""
 
 import os
 

@@ -3,7 +3,8 @@ r"""RQ's own worker runs the jobs:
     rq worker --worker-class {{ cookiecutter.project_slug }}.worker.Worker --serializer json \
         --url "$REDIS_URL" "$RQ_QUEUE"
 
-or `python -m {{ cookiecutter.project_slug }}.worker`, which fills those in from the settings (main()).
+or `python -m {{ cookiecutter.project_slug }}.worker`, which fills those in from the
+settings (main()).
 `Worker` is RQ's `SimpleWorker` (each job runs in the worker process, no fork) with one
 event loop and one database engine for the process's life, in a thread: there the
 shared runner claims, runs and records each job RQ hands it, keeps the executor's
@@ -15,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import sys
 import threading
 import uuid
@@ -35,11 +37,15 @@ from {{ cookiecutter.project_slug }}.db import close, create_sessionmaker, datab
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 from {{ cookiecutter.project_slug }}.jobs.poller import Poller
 from {{ cookiecutter.project_slug }}.jobs.registry import schedules
+from {{ cookiecutter.project_slug }}.jobs.runner import STOP_SECONDS as RUNNER_STOP_SECONDS
 from {{ cookiecutter.project_slug }}.jobs.runner import Runner
 from {{ cookiecutter.project_slug }}.observability import configure_logging
 from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+# A stop takes at most this long past the grace: the runner's bound, then RQ's teardown.
+STOP_SECONDS = RUNNER_STOP_SECONDS + 2
 
 T = TypeVar("T")
 
@@ -100,7 +106,7 @@ class _Jobs:
         self._poller.stop()
         assert self._runner_stop is not None
         await asyncio.wrap_future(self._runner_stop)
-        await self._polling
+        await self._poller.stopped(self._polling)
         await close(self._engine)
         await self.backend.stop(grace_seconds=0)
 
@@ -109,6 +115,8 @@ _jobs: _Jobs | None = None
 
 
 class Worker(SimpleWorker):
+    _stopping = False
+
     def work(self, *args: Any, **kwargs: Any) -> bool:
         global _jobs
         self._settings = settings = get_settings()
@@ -148,9 +156,22 @@ class Worker(SimpleWorker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         # RQ's warm shutdown waits for the running job without a limit: it gets the
         # grace, then is stopped and queued again.
-        if _jobs is not None:
-            _jobs.stop_running(self._settings.job_shutdown_grace_seconds)
+        if _jobs is not None and not self._stopping:
+            self._stopping = True
+            grace = self._settings.job_shutdown_grace_seconds
+            _jobs.stop_running(grace)
+            threading.Thread(target=_exit_after, args=(grace + STOP_SECONDS,), daemon=True).start()
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # untyped in RQ
+
+
+def _exit_after(seconds: float) -> None:
+    """The stop's one bound. RQ's teardown talks to Redis, with a socket timeout of
+    minutes (for its blocking dequeue): with Redis unreachable, it is cut short here, and
+    the worker's entry in Redis expires on its own."""
+    threading.Event().wait(seconds)
+    logger.error("stopping took over %d s past the grace (is Redis reachable?)", STOP_SECONDS)
+    logging.shutdown()
+    os._exit(1)
 
 
 class AttemptFailed(Exception):
@@ -181,8 +202,8 @@ def run_job(job_id: str) -> Any:
         # `rq requeue` of a job that failed, for one: only the table's retry runs it again.
         logger.warning("job %s not run: the job table did not give it to this worker", job_id)
         raise NotRun(
-            "not run: the job table has it cancelled, ended, not yet due or held by "
-            f"another worker; to run a failed job again: python -m {{ cookiecutter.project_slug }} jobs retry {job_id}"
+            "not run: the job table has it cancelled, ended, not yet due or held by another "
+            f"worker; to run a failed job again: python -m {__package__} jobs retry {job_id}"
         )
     if ended.status == "retried":
         raise AttemptFailed(f"{ended.error} (the job table retries it)")
@@ -192,9 +213,9 @@ def run_job(job_id: str) -> Any:
 
 
 def main() -> None:
-    """`python -m {{ cookiecutter.project_slug }}.worker [worker-pool -n N] [RQ's options]`: RQ's own command
-    line, `rq worker` (or `rq worker-pool`), given this service's worker class, JSON
-    serializer, REDIS_URL and RQ_QUEUE."""
+    """`python -m {{ cookiecutter.project_slug }}.worker [worker-pool -n N] [RQ's options]`:
+    RQ's own command line, `rq worker` (or `rq worker-pool`), given this service's worker
+    class, JSON serializer, REDIS_URL and RQ_QUEUE; options given here win."""
     settings = get_settings()
     arguments = sys.argv[1:]
     command = "worker"

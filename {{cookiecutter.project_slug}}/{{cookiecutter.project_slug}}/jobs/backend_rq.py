@@ -1,4 +1,4 @@
-"""Hands jobs to RQ through Redis; RQ's worker (`python -m {{ cookiecutter.project_slug }}.worker`) runs them.
+"""Hands jobs to RQ through Redis; RQ's worker runs them (see worker.py).
 
 Each RQ job names only the job's id: the job table stays the record of every job, so a
 job that Redis or a worker lost is found there by a worker's poller and sent again.

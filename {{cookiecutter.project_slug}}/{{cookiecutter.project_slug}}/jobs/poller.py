@@ -92,7 +92,6 @@ class Poller:
         write."""
         self._stopped.set()
         self._nudged.set()
-{%- if cookiecutter.job_backend != "rq" %}
 
     async def stopped(self, task: asyncio.Task[None]) -> None:
         """After stop(), wait for the polling `task` (start()'s) to end, within
@@ -101,7 +100,6 @@ class Poller:
         done, _ = await asyncio.wait({task}, timeout=POLL_STOP_SECONDS)
         if not done:
             task.cancel()
-{%- endif %}
 {%- if cookiecutter.job_backend != "rq" %}
 
     def wake(self) -> None:
