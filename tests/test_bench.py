@@ -73,13 +73,19 @@ def test_a_smoke_run_enqueues_on_every_backend_database_and_web_processes(tmp_pa
 def test_a_smoke_run_measures_every_backend_end_to_end(tmp_path: Path) -> None:
     e2e = smoke(["e2e"], tmp_path)["cases"]["e2e"]
     # Every backend one by one and in groups (5 at a time in the smoke run), on both
-    # databases, each beside its raw library.
+    # databases, each beside its raw library: rq beside RQ's two stock worker classes.
     assert [(row["backend"], row["database"], row["per_transaction"]) for row in e2e] == [
         (backend, database, size)
         for database in ("sqlite", "postgresql")
         for backend in ("create_task", "aiojobs", "rq")
         for size in (1, 5)
+        for _ in range(2 if backend == "rq" else 1)
     ]
+    stock = [row["baseline_name"].split(",")[0] for row in e2e if row["backend"] == "rq"]
+    assert set(stock) == {
+        "stock rq worker-pool x2 (forking Worker)",
+        "stock rq worker-pool x2 (SimpleWorker)",
+    }
     assert all("jobs_per_second" in row["baseline"] for row in e2e)
     assert all(number > 0 for number in numbers(e2e))
 

@@ -2,10 +2,7 @@
 without losing one."""
 
 import pickle
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,50 +15,43 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
+from {{ cookiecutter.project_slug }}.tasks.cleanup import cleanup
 from tests import tasks
-from tests.conftest import PROJECT_ROOT
-from tests.processes import Process, environment, start_worker
+from tests.processes import Process, running, start_worker
 from tests.test_jobs import FINISHED, submit, wait_for
 
 
-def wait_for_line(log: Path, texts: tuple[str, ...], timeout: float) -> None:
-    """Wait until a line of the log holds all `texts`; fail with the log if none does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(all(text in line for text in texts) for line in log.read_text().splitlines()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no line with {texts!r} within {timeout} s:\n{log.read_text()}")
+def logged(log: Path, *texts: str) -> bool:
+    """Whether a line of the log holds all `texts`."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return any(all(text in line for text in texts) for line in lines)
 
 
-def test_worker_registers_and_stops_on_sigterm(settings: Settings, tmp_path: Path) -> None:
+async def test_the_worker_command_registers_runs_a_job_and_stops_on_sigterm(
+    app: FastAPI, sessionmaker: SessionMaker, settings: Settings, tmp_path: Path
+) -> None:
+    control: JobControl = app.state.job_control
     log = tmp_path / "worker.log"
-    # To a file, not a pipe: unread DEBUG lines would fill a pipe and block the worker.
-    with log.open("w") as output:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "{{ cookiecutter.project_slug }}.worker"],
-            cwd=PROJECT_ROOT,
-            env={**environment(settings), "LOG_LEVEL": "DEBUG"},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.rq_queue, connection=redis)
-    try:
+    command = [sys.executable, "-m", "{{ cookiecutter.project_slug }}.worker"]
+
+    def listening(_: Process) -> bool:
         # Logged by RQ's worker once its signal handlers are in place.
-        wait_for_line(log, ("Listening on", settings.rq_queue), timeout=60)
-        assert [w.pid for w in Worker.all(queue=queue)] == [worker.pid]
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
-        assert Worker.all(queue=queue) == []
-        # Stopped idle, with nothing taken: nothing went wrong, so nothing says so.
-        lines = log.read_text().splitlines()
-        assert [line for line in lines if "[warning" in line or "[error" in line] == []
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        redis.close()
+        return logged(log, "Listening on", settings.rq_queue)
+
+    with running(command, settings, log, listening, env={"LOG_LEVEL": "DEBUG"}) as worker:
+        worker.wait_until_up()
+        assert [w.pid for w in Worker.all(queue=queue)] == [worker.popen.pid]
+        # One of the service's own tasks, run by the worker class the command names.
+        job = await submit(control, sessionmaker, cleanup.new_job())
+        assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+        assert worker.terminate(timeout=60) == 0
+    assert Worker.all(queue=queue) == []
+    # A job run, then stopped idle: nothing went wrong, so nothing says so.
+    lines = log.read_text().splitlines()
+    assert [line for line in lines if "[warning" in line or "[error" in line] == []
+    redis.close()
 
 
 async def test_a_worker_pool_runs_jobs_side_by_side_each_serving_its_metrics(

@@ -147,7 +147,10 @@ class Worker(SimpleWorker):
             self.pubsub.close()
 
     def handle_exception(self, job: RQJob, *exc_info: Any) -> None:
-        # The runner has logged the attempt's failure (with a traceback where it helps):
+        if not isinstance(exc_info[1], AttemptFailed | NotRun):
+            super().handle_exception(job, *exc_info)
+            return
+        # Logged already, by the runner or run_job (with a traceback where it helps):
         # RQ's own line would repeat it. Exception handlers (Sentry's) still run.
         for handler in self._exc_handlers:
             if handler(job, *exc_info) is False:
@@ -225,7 +228,9 @@ def main() -> None:
         [
             command,
             "--worker-class",
-            f"{__name__}.Worker",
+            # Not __name__: run as `python -m`, this module is __main__, and run_job would
+            # find another copy of it, whose worker never started.
+            "{{ cookiecutter.project_slug }}.worker.Worker",
             "--serializer",
             "json",
             "--url",
