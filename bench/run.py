@@ -348,16 +348,18 @@ class Bench:
                 )
 
         def rq(
-            mode: str, command: Callable[[str], list[str]], jobs: int, size: int
-        ) -> dict[str, Stats]:
+            mode: str, command: Callable[[str], list[str]], jobs: Callable[[int], int]
+        ) -> dict[int, dict[str, Stats]]:
+            """Each size's figures, from one RQ worker pool of rq_workers processes,
+            registered before the clock starts."""
             settings = self.service_settings("rq", database)
             log = self.log(f"e2e-{mode}-{database}")
-            # One RQ worker pool of rq_workers processes, each registered before the
-            # clock starts.
-            pool = command(settings["RQ_QUEUE"])
-            with processes(projects["rq"], pool, 1, log, settings, True):
+            with processes(projects["rq"], command(settings["RQ_QUEUE"]), 1, log, settings, True):
                 self.wait_for_workers(settings["RQ_QUEUE"])
-                return self.e2e(projects["rq"], mode, jobs, settings, size)
+                return {
+                    size: self.e2e(projects["rq"], mode, jobs(size), settings, size)
+                    for size in sizes
+                }
 
         workers = ["worker-pool", "-n", str(counts.rq_workers)]
 
@@ -372,30 +374,33 @@ class Bench:
 
             return command
 
-        # RQ's default worker forks for every job: tens of jobs/s, so fewer jobs for it.
+        def forking_jobs(size: int) -> int:
+            # RQ's default worker forks for every job: tens of jobs/s, so fewer jobs.
+            return counts.rq_baseline_jobs
+
+        service = rq("service", ours, jobs.__getitem__)
         baselines = {
             f"stock rq worker-pool x{counts.rq_workers} (forking Worker)": (
-                stock("rq.worker.Worker"),
-                counts.rq_baseline_jobs,
+                rq("raw-rq", stock("rq.worker.Worker"), forking_jobs),
+                forking_jobs,
             ),
             f"stock rq worker-pool x{counts.rq_workers} (SimpleWorker)": (
-                stock("rq.worker.SimpleWorker"),
-                None,
+                rq("raw-rq", stock("rq.worker.SimpleWorker"), jobs.__getitem__),
+                jobs.__getitem__,
             ),
         }
         for per_transaction in sizes:
-            service = rq("service", ours, jobs[per_transaction], per_transaction)
-            for name, (command, baseline_jobs) in baselines.items():
-                count = baseline_jobs or jobs[per_transaction]
+            for name, (baseline, count) in baselines.items():
                 rows.append(
                     {
                         "backend": "rq",
                         "database": database,
                         "jobs": jobs[per_transaction],
                         "per_transaction": per_transaction,
-                        "service": service,
-                        "baseline": rq("raw-rq", command, count, per_transaction),
-                        "baseline_name": f"{name}, {count} jobs, the same two writes",
+                        "service": service[per_transaction],
+                        "baseline": baseline[per_transaction],
+                        "baseline_name": f"{name}, {count(per_transaction)} jobs, the same "
+                        "two writes",
                     }
                 )
         return rows

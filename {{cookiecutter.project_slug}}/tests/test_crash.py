@@ -32,10 +32,10 @@ from tests.processes import Process, start_web
 JOBS = 200
 {%- if cookiecutter.job_backend == "rq" %}
 EXECUTORS = 3
-# JOB_CONCURRENCY jobs at a time in each worker: the 30 slots stay busy for about 2.7 s,
-# short jobs keep the run to seconds, and a kill or a stop after a quarter is done lands
-# mid-run with 2 s of margin for a busy machine (each look at the table takes longer then).
-JOB_SECONDS = (0.3, 0.34, 0.38, 0.42, 0.46, 0.5)
+# One job at a time in each worker: 200 short jobs keep the 3 workers busy for about 10 s,
+# so a kill or a stop after a quarter is done lands mid-run with seconds of margin for a
+# busy machine (each look at the table takes longer then).
+JOB_SECONDS = (0.1, 0.12, 0.14, 0.16, 0.18, 0.2)
 {%- elif cookiecutter.job_backend == "aiojobs" %}
 EXECUTORS = 2
 # Jobs of different lengths finish at different times, so a kill lands mid-run. The 20
