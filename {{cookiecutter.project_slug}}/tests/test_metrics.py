@@ -202,17 +202,24 @@ def test_several_uvicorn_workers_report_the_same_totals_and_reuse_their_files(
     settings = settings.model_copy(update={"metrics_dir": tmp_path / "metrics"})
     labels = {"method": "GET", "route": "/api/v1/jobs", "status": "200"}
 
-    def requests_counted(http: httpx.Client) -> list[float]:
-        return [
-            value(parse(http.get(f"{web.url}/metrics").text), "http_requests_total", **labels)
-            for _ in range(10)
-        ]
+    def requests_counted(http: httpx.Client, expected: int) -> list[float]:
+        def scrape() -> float:
+            return value(
+                parse(http.get(f"{web.url}/metrics").text), "http_requests_total", **labels
+            )
+
+        # A request is counted once its response is sent: the last may land a moment
+        # after the client has its answer.
+        deadline = time.monotonic() + 5
+        while scrape() < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return [scrape() for _ in range(10)]
 
     with new_connections() as http, start_web(settings, tmp_path / "web.log", workers=2) as web:
         web.wait_until_up()
         for _ in range(100):
             assert http.get(f"{web.url}/api/v1/jobs?limit=1").status_code == 200
-        assert requests_counted(http) == [100] * 10
+        assert requests_counted(http, 100) == [100] * 10
         assert web.terminate(timeout=30) == 0
     files = sorted(path.name for path in settings.metrics_dir.glob("*.db"))
     # Each process counts into the files of its own slot.
@@ -225,7 +232,7 @@ def test_several_uvicorn_workers_report_the_same_totals_and_reuse_their_files(
         web.wait_until_up()
         for _ in range(20):
             assert http.get(f"{web.url}/api/v1/jobs?limit=1").status_code == 200
-        assert requests_counted(http) == [120] * 10
+        assert requests_counted(http, 120) == [120] * 10
         assert web.terminate(timeout=30) == 0
     # A slot whose process wrote nothing the first time (no request reached it) may
     # have its files now; none beyond the slots.
