@@ -4,13 +4,15 @@ every one is `succeeded` in the job table; `--runs` times, the rows of each run 
 before the next. Prints each run's jobs/s and enqueue-to-finish latency percentiles as a
 JSON list.
 
-  service           the baked service's JobControl and backend (for rq: the web side;
-                    workers run separately)
+  service           the baked service's JobControl and backend (for rq and celery: the
+                    web side; workers run separately)
   raw-create_task   the usual pattern: insert the row, asyncio.create_task the body,
                     which marks the row done
   raw-aiojobs       the same on an aiojobs Scheduler with the service's concurrency
   raw-rq            insert the rows, Queue.enqueue_many a function that claims each and
                     marks it done (run by a stock `rq worker-pool` started separately)
+  raw-celery        insert the rows, send a Celery task that claims each and marks it
+                    done (run by a stock `celery worker` started separately)
 
 Usage: python bench/e2e.py MODE --jobs N [--per-transaction K] [--runs R]
 """
@@ -151,17 +153,20 @@ async def raw_aiojobs(jobs: int, size: int, runs: int) -> Figures:
     return figures
 
 
+def raw_target() -> str:
+    """What a raw worker's job connects with: a SQLite file's path, or a plain PostgreSQL
+    URL (bench/rq_raw.py)."""
+    url = make_url(Settings().database_url)
+    if url.get_backend_name() == "sqlite":
+        return str(url.database)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def raw_rq(jobs: int, size: int, runs: int) -> Figures:
     from redis import Redis
     from rq import Queue
 
-    settings = Settings()
-    url = make_url(settings.database_url)
-    # What the forked job connects with: a SQLite file's path, or a plain PostgreSQL URL.
-    if url.get_backend_name() == "sqlite":
-        target = str(url.database)
-    else:
-        target = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    settings, target = Settings(), raw_target()
     figures = []
     with Redis.from_url(settings.redis_url) as redis:
         queue = Queue(settings.rq_queue, connection=redis)
@@ -181,11 +186,30 @@ async def raw_rq(jobs: int, size: int, runs: int) -> Figures:
     return figures
 
 
+async def raw_celery(jobs: int, size: int, runs: int) -> Figures:
+    from celery_raw import app
+
+    target = raw_target()
+    figures = []
+    async with database() as sessionmaker:
+        for _ in range(runs):
+            started = time.perf_counter()
+            for count in groups(jobs, size):
+                # A group goes to Redis on one connection, as the service sends it.
+                with app.producer_or_acquire() as producer:
+                    for job_id in await insert(sessionmaker, count):
+                        app.send_task("two_writes", (target, job_id.hex), producer=producer)
+            await wait_for_all(sessionmaker, jobs)
+            figures.append(await outcome(sessionmaker, jobs, time.perf_counter() - started))
+    return figures
+
+
 MODES = {
     "service": service,
     "raw-create_task": raw_create_task,
     "raw-aiojobs": raw_aiojobs,
     "raw-rq": raw_rq,
+    "raw-celery": raw_celery,
 }
 
 

@@ -23,7 +23,7 @@ from cookiecutter.main import cookiecutter
 TEMPLATE = Path(__file__).resolve().parent.parent
 BENCH = TEMPLATE / "bench"
 SLUG = "job_service"
-BACKENDS = ("create_task", "aiojobs", "rq")
+BACKENDS = ("create_task", "aiojobs", "rq", "celery")
 # Logging every request and email costs the same in both columns but is not what is
 # measured: the services run at WARNING.
 QUIET = {"LOG_LEVEL": "WARNING"}
@@ -41,6 +41,7 @@ FORKS.set_forkserver_preload(
         "aiojobs",
         "aiosqlite",
         "asyncpg",
+        "celery.bin.celery",
         "fastapi",
         "httpx",
         "prometheus_client",

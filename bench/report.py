@@ -92,7 +92,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Each backend against the bare endpoint (the row inserted, `asyncio.create_task` a "
         "sender that marks it sent) on the same database and number of uvicorn processes. "
-        "rq's workers run its jobs meanwhile. Each server takes "
+        "rq's and celery's workers run their jobs meanwhile. Each server takes "
         f"{counts['http_warmup']} requests untimed, then the timed runs.",
         "",
         "| backend | database | web processes | requests/s | p50 ms | p99 ms | "

@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 import psycopg
 import report
+from celery import Celery  # type: ignore[import-untyped]  # Celery ships no type hints
 from harness import (
     BACKENDS,
     BENCH,
@@ -84,7 +85,9 @@ class Counts:
     jobs_one_by_one: int = 1000
     # The second end-to-end row of each in-process backend submits this many at a time.
     jobs_per_transaction: int = 100
-    rq_workers: int = 2
+    # The processes that run jobs, for rq and celery: a worker pool, or a worker's
+    # prefork children.
+    worker_processes: int = 2
     # RQ's stock worker forks for every job: tens of jobs/s, so fewer for its baseline.
     rq_baseline_jobs: int = 200
     e2e_runs: int = 3
@@ -184,11 +187,35 @@ class Bench:
             "STORAGE_DIR": str(self.work / "storage"),
             "CLEANUP_SCHEDULE": "",
         }
-        if backend == "rq":
-            settings |= {"REDIS_URL": self.redis_url, "RQ_QUEUE": f"bench-{uuid.uuid4().hex}"}
+        if backend in ("rq", "celery"):
+            settings["REDIS_URL"] = self.redis_url
+            settings[f"{backend.upper()}_QUEUE"] = f"bench-{uuid.uuid4().hex}"
             # Several workers on this host, none scraped: no metrics port each.
             settings["METRICS_PORT"] = "0"
         return settings
+
+    def celery_worker(self, app: str) -> list[str]:
+        """Celery's own worker command, its prefork pool of worker_processes children;
+        no gossip or mingle between workers (there is one)."""
+        return [
+            *(sys.executable, "-m", "celery", "-A", app, "worker"),
+            *("--concurrency", str(self.counts.worker_processes)),
+            *("--without-gossip", "--without-mingle", "--loglevel", "WARNING"),
+        ]
+
+    def workers(self, backend: str, project: Path, log: Path, settings: dict[str, str]) -> Any:
+        """The service's own workers (rq, celery), up before the clock starts."""
+        stack = ExitStack()
+        if backend == "rq":
+            worker = [sys.executable, str(BENCH / "rq_worker.py")]
+            count = self.counts.worker_processes
+            stack.enter_context(processes(project, worker, count, log, settings, True))
+            self.wait_for_workers(settings["RQ_QUEUE"])
+        elif backend == "celery":
+            command = self.celery_worker("celery_worker")
+            stack.enter_context(processes(project, command, 1, log, settings, True))
+            self.wait_for_celery(self.counts.worker_processes)
+        return stack
 
     # ---- 1. bake ---------------------------------------------------------------------
 
@@ -258,8 +285,7 @@ class Bench:
 
     def enqueue_rows(self, database: str, web: int) -> list[Row]:
         """Each backend, and the bare endpoint, served by `web` uvicorn processes on
-        `database`; rq's jobs are run meanwhile by its workers."""
-        counts = self.counts
+        `database`; rq's and celery's jobs are run meanwhile by their workers."""
         projects = self.projects if database == "sqlite" else self.pg_projects
 
         def service(backend: str) -> dict[str, Stats]:
@@ -267,12 +293,7 @@ class Bench:
             log = self.log(f"enqueue-{backend}-{database}-{web}")
             settings = self.service_settings(backend, database)
             with ExitStack() as stack:
-                if backend == "rq":
-                    worker = [sys.executable, str(BENCH / "rq_worker.py")]
-                    stack.enter_context(
-                        processes(project, worker, counts.rq_workers, log, settings, True)
-                    )
-                    self.wait_for_workers(settings["RQ_QUEUE"])
+                stack.enter_context(self.workers(backend, project, log, settings))
                 app = "job_service.main:app"
                 server = stack.enter_context(serving(project, app, log, settings, web, True))
                 return self.loads(server.url)
@@ -313,11 +334,24 @@ class Bench:
         with Redis.from_url(self.redis_url) as redis:
             deadline = time.monotonic() + 60
             while len([w for w in Worker.all(connection=redis) if queue in w.queue_names()]) < (
-                self.counts.rq_workers
+                self.counts.worker_processes
             ):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the RQ workers did not start")
                 time.sleep(0.05)
+
+    def wait_for_celery(self, children: int) -> None:
+        """Until the one Celery worker answers, with its pool of `children` up."""
+        app = Celery(broker=self.redis_url, set_as_current=False)
+        deadline = time.monotonic() + 60
+        while True:
+            stats = app.control.inspect(timeout=0.5).stats() or {}
+            pools = [len(worker["pool"]["processes"]) for worker in stats.values()]
+            if pools and pools[0] >= children:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Celery worker did not start")
+        app.close()
 
     def e2e_case(self) -> list[Row]:
         return [row for database in DATABASES for row in self.e2e_rows(database)]
@@ -350,7 +384,7 @@ class Bench:
         def rq(
             mode: str, command: Callable[[str], list[str]], jobs: Callable[[int], int]
         ) -> dict[int, dict[str, Stats]]:
-            """Each size's figures, from one RQ worker pool of rq_workers processes,
+            """Each size's figures, from one RQ worker pool of worker_processes processes,
             registered before the clock starts."""
             settings = self.service_settings("rq", database)
             log = self.log(f"e2e-{mode}-{database}")
@@ -361,7 +395,7 @@ class Bench:
                     for size in sizes
                 }
 
-        workers = ["worker-pool", "-n", str(counts.rq_workers)]
+        workers = ["worker-pool", "-n", str(counts.worker_processes)]
 
         def ours(queue: str) -> list[str]:
             return [sys.executable, str(BENCH / "rq_worker.py"), *workers]
@@ -380,11 +414,11 @@ class Bench:
 
         service = rq("service", ours, jobs.__getitem__)
         baselines = {
-            f"stock rq worker-pool x{counts.rq_workers} (forking Worker)": (
+            f"stock rq worker-pool x{counts.worker_processes} (forking Worker)": (
                 rq("raw-rq", stock("rq.worker.Worker"), forking_jobs),
                 forking_jobs,
             ),
-            f"stock rq worker-pool x{counts.rq_workers} (SimpleWorker)": (
+            f"stock rq worker-pool x{counts.worker_processes} (SimpleWorker)": (
                 rq("raw-rq", stock("rq.worker.SimpleWorker"), jobs.__getitem__),
                 jobs.__getitem__,
             ),
@@ -401,6 +435,41 @@ class Bench:
                         "baseline": baseline[per_transaction],
                         "baseline_name": f"{name}, {count(per_transaction)} jobs, the same "
                         "two writes",
+                    }
+                )
+
+        def celery(mode: str, app: str) -> dict[int, dict[str, Stats]]:
+            """Each size's figures, from one Celery worker of worker_processes children,
+            up before the clock starts."""
+            settings = self.service_settings("celery", database)
+            log = self.log(f"e2e-celery-{mode}-{database}")
+            command = self.celery_worker(app)
+            with processes(projects["celery"], command, 1, log, settings, True):
+                self.wait_for_celery(counts.worker_processes)
+                return {
+                    size: self.e2e(projects["celery"], mode, jobs[size], settings, size)
+                    for size in sizes
+                }
+
+        ours_on_celery = celery("service", "celery_worker")
+        celery_baselines = {
+            f"stock celery worker x{counts.worker_processes} (prefork), the same two writes": (
+                celery("raw-celery", "celery_raw")
+            ),
+            # The same run's rq rows: the other backend whose workers run the jobs.
+            f"the rq backend, worker-pool x{counts.worker_processes}": service,
+        }
+        for per_transaction in sizes:
+            for name, baseline in celery_baselines.items():
+                rows.append(
+                    {
+                        "backend": "celery",
+                        "database": database,
+                        "jobs": jobs[per_transaction],
+                        "per_transaction": per_transaction,
+                        "service": ours_on_celery[per_transaction],
+                        "baseline": baseline[per_transaction],
+                        "baseline_name": name,
                     }
                 )
         return rows

@@ -17,25 +17,33 @@ from pathlib import Path
 # removed otherwise. "{slug}" is the package folder. Every path
 # listed must exist in the rendered project: a stale entry stops the bake instead of
 # being skipped.
-MANIFEST: dict[str, tuple[str, str]] = {
-    "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
-    "{slug}/jobs/backend_aiojobs.py": ("job_backend", "aiojobs"),
-    "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
-    "{slug}/worker.py": ("job_backend", "rq"),
-    "tests/redis_server.py": ("job_backend", "rq"),
-    "tests/test_rq_tools.py": ("job_backend", "rq"),
-    "tests/test_worker.py": ("job_backend", "rq"),
-    "tests/worker.py": ("job_backend", "rq"),
-    "tests/pg_server.py": ("database", "postgresql"),
-    "tests/test_clock_skew.py": ("database", "postgresql"),
-    "Dockerfile": ("use_docker", "y"),
-    ".dockerignore": ("use_docker", "y"),
-    "compose.yaml": ("use_docker", "y"),
-    ".github": ("use_github_actions", "y"),
+MANIFEST: dict[str, tuple[str, tuple[str, ...]]] = {
+    "{slug}/jobs/backend_create_task.py": ("job_backend", ("create_task",)),
+    "{slug}/jobs/backend_aiojobs.py": ("job_backend", ("aiojobs",)),
+    "{slug}/jobs/backend_rq.py": ("job_backend", ("rq",)),
+    "{slug}/jobs/backend_celery.py": ("job_backend", ("celery",)),
+    "{slug}/jobs/loop.py": ("job_backend", ("rq", "celery")),
+    "{slug}/worker_rq.py": ("job_backend", ("rq",)),
+    "{slug}/worker_celery.py": ("job_backend", ("celery",)),
+    "tests/redis_server.py": ("job_backend", ("rq", "celery")),
+    "tests/test_rq_tools.py": ("job_backend", ("rq",)),
+    "tests/test_celery_tools.py": ("job_backend", ("celery",)),
+    "tests/test_worker_rq.py": ("job_backend", ("rq",)),
+    "tests/test_worker_celery.py": ("job_backend", ("celery",)),
+    "tests/worker.py": ("job_backend", ("rq", "celery")),
+    "tests/pg_server.py": ("database", ("postgresql",)),
+    "tests/test_clock_skew.py": ("database", ("postgresql",)),
+    "Dockerfile": ("use_docker", ("y",)),
+    ".dockerignore": ("use_docker", ("y",)),
+    "compose.yaml": ("use_docker", ("y",)),
+    ".github": ("use_github_actions", ("y",)),
 }
-# The chosen variant lands under one fixed name, so every project imports it alike.
+# The chosen variant lands under one fixed name, so every project imports it alike. A
+# variant only some answers have (a worker) moves when it was kept.
 MOVES: dict[str, str] = {
     "{slug}/jobs/backend_{job_backend}.py": "{slug}/jobs/backend.py",
+    "{slug}/worker_{job_backend}.py": "{slug}/worker.py",
+    "tests/test_worker_{job_backend}.py": "tests/test_worker.py",
 }
 
 
@@ -46,7 +54,7 @@ class ManifestError(Exception):
 def apply_manifest(
     root: Path,
     answers: dict[str, str],
-    manifest: dict[str, tuple[str, str]] = MANIFEST,
+    manifest: dict[str, tuple[str, tuple[str, ...]]] = MANIFEST,
     moves: dict[str, str] = MOVES,
 ) -> None:
     """Remove the paths whose answer was not chosen, then move chosen variants into place."""
@@ -55,14 +63,16 @@ def apply_manifest(
     if missing:
         raise ManifestError(f"the template does not render {', '.join(missing)}")
     for path, (question, kept_for) in paths.items():
-        if answers[question] != kept_for:
+        if answers[question] not in kept_for:
             target = root / path
             if target.is_dir():
                 shutil.rmtree(target)
             else:
                 target.unlink()
     for source, destination in moves.items():
-        (root / source.format(**answers)).rename(root / destination.format(**answers))
+        variant = root / source.format(**answers)
+        if variant.exists():
+            variant.rename(root / destination.format(**answers))
 
 
 # A variable compose.yaml requires (`${NAME:?message}`): a secret of this copy's.
@@ -95,7 +105,7 @@ def next_steps(answers: dict[str, str]) -> str:
     ]
     if answers["database"] == "postgresql":
         lines.append("  export DATABASE_URL=postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB")
-    if answers["job_backend"] == "rq":
+    if answers["job_backend"] in ("rq", "celery"):
         lines.append("  export REDIS_URL=redis://HOST:6379/0")
         lines.append("  make worker     # in a second terminal: runs the job worker")
     lines.append("  make run        # installs, migrates, serves on http://127.0.0.1:8000")

@@ -19,8 +19,11 @@ IMPORTED_MODULES = frozenset(
         "alembic",
         "anyio",
         "asyncpg",
+        "celery",
         "fastapi",
+        "flower",
         "httpx",
+        "kombu",
         "migrations",
         "mypy",
         "pydantic",
@@ -43,7 +46,7 @@ SLUG_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
 # carry it stay within the line-length limit.
 MAX_SLUG_LENGTH = 30
 CHOICES = {
-    "job_backend": ("create_task", "aiojobs", "rq"),
+    "job_backend": ("create_task", "aiojobs", "rq", "celery"),
     "database": ("sqlite", "postgresql"),
     "use_docker": ("y", "n"),
     "use_github_actions": ("y", "n"),

@@ -16,7 +16,7 @@ from cookiecutter.main import cookiecutter
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 TOOLS = Path(sys.executable).parent
-BACKENDS = ("create_task", "aiojobs", "rq")
+BACKENDS = ("create_task", "aiojobs", "rq", "celery")
 DATABASES = ("sqlite", "postgresql")
 
 

@@ -16,8 +16,12 @@ SLUG = "job_service"
 BACKEND_WORDS = {
     "create_task": re.compile(r"(?<!\.)create_task", re.IGNORECASE),
     "aiojobs": re.compile(r"aiojobs", re.IGNORECASE),
-    "rq": re.compile(r"\brq\b|redis", re.IGNORECASE),
+    "rq": re.compile(r"\brq(\b|_)", re.IGNORECASE),
+    "celery": re.compile(r"celery|flower|kombu|billiard", re.IGNORECASE),
 }
+# Redis is the broker of rq and celery; the in-process backends carry no word of it.
+REDIS_BACKENDS = ("rq", "celery")
+REDIS_WORDS = re.compile(r"redis", re.IGNORECASE)
 DATABASE_WORDS = {
     "sqlite": re.compile(r"sqlite", re.IGNORECASE),
     "postgresql": re.compile(r"postgres|asyncpg", re.IGNORECASE),
@@ -138,11 +142,12 @@ def expected_files(combination: Combination) -> set[str]:
             )
         ),
     }
-    if combination.job_backend == "rq":
+    if combination.job_backend in REDIS_BACKENDS:
         files |= {
+            f"{SLUG}/jobs/loop.py",
             f"{SLUG}/worker.py",
             "tests/redis_server.py",
-            "tests/test_rq_tools.py",
+            f"tests/test_{combination.job_backend}_tools.py",
             "tests/test_worker.py",
             "tests/worker.py",
         }
@@ -176,7 +181,12 @@ def expected_dependencies(combination: Combination) -> set[str]:
         "typer",
         "uvicorn",
     }
-    by_backend = {"create_task": set(), "aiojobs": {"aiojobs"}, "rq": {"redis", "rq"}}
+    by_backend = {
+        "create_task": set(),
+        "aiojobs": {"aiojobs"},
+        "rq": {"redis", "rq"},
+        "celery": {"celery", "redis"},
+    }
     by_database = {"sqlite": {"aiosqlite"}, "postgresql": {"asyncpg"}}
     return common | by_backend[combination.job_backend] | by_database[combination.database]
 
@@ -213,6 +223,8 @@ def test_combination_bakes_clean(combination: Combination, tmp_path: Path) -> No
             for backend, words in BACKEND_WORDS.items():
                 if backend != combination.job_backend:
                     assert not words.search(text), f"{name} mentions the {backend} backend"
+            if combination.job_backend not in REDIS_BACKENDS:
+                assert not REDIS_WORDS.search(text), f"{name} mentions Redis"
             for database, words in DATABASE_WORDS.items():
                 if database != combination.database:
                     assert not words.search(text), f"{name} mentions {database}"

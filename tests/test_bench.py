@@ -63,29 +63,32 @@ def test_a_smoke_run_enqueues_on_every_backend_database_and_web_processes(tmp_pa
     # run's one group; `make bench` adds one process), beside its own bare endpoint.
     groups = [(db, 2) for db in ("sqlite", "postgresql")]
     measured = [(row["database"], row["web_processes"], row["variant"]) for row in enqueue]
-    variants = ["create_task", "aiojobs", "rq", "bare endpoint, same row"]
+    variants = ["create_task", "aiojobs", "rq", "celery", "bare endpoint, same row"]
     assert measured == [(db, web, variant) for db, web in groups for variant in variants]
     baselines = [bool(row.get("baseline")) for row in enqueue]
-    assert baselines == [False, False, False, True] * len(groups)
+    assert baselines == [False, False, False, False, True] * len(groups)
     assert all(number > 0 for number in numbers(enqueue))
 
 
 def test_a_smoke_run_measures_every_backend_end_to_end(tmp_path: Path) -> None:
     e2e = smoke(["e2e"], tmp_path)["cases"]["e2e"]
     # Every backend one by one and in groups (5 at a time in the smoke run), on both
-    # databases, each beside its raw library: rq beside RQ's two stock worker classes.
+    # databases, each beside its raw library: rq beside RQ's two stock worker classes,
+    # celery beside a stock Celery worker and beside the rq backend.
     assert [(row["backend"], row["database"], row["per_transaction"]) for row in e2e] == [
         (backend, database, size)
         for database in ("sqlite", "postgresql")
-        for backend in ("create_task", "aiojobs", "rq")
+        for backend in ("create_task", "aiojobs", "rq", "celery")
         for size in (1, 5)
-        for _ in range(2 if backend == "rq" else 1)
+        for _ in range(2 if backend in ("rq", "celery") else 1)
     ]
     stock = [row["baseline_name"].split(",")[0] for row in e2e if row["backend"] == "rq"]
     assert set(stock) == {
         "stock rq worker-pool x2 (forking Worker)",
         "stock rq worker-pool x2 (SimpleWorker)",
     }
+    celery = [row["baseline_name"].split(",")[0] for row in e2e if row["backend"] == "celery"]
+    assert set(celery) == {"stock celery worker x2 (prefork)", "the rq backend"}
     assert all("jobs_per_second" in row["baseline"] for row in e2e)
     assert all(number > 0 for number in numbers(e2e))
 

@@ -36,6 +36,7 @@ COMBINATIONS = [
     Combination("create_task", "postgresql"),
     Combination("aiojobs", "postgresql"),
     Combination("rq", "postgresql"),
+    Combination("celery", "postgresql"),
 ]
 SMTP_PORT = 2525
 EMAILS = 30
@@ -204,7 +205,8 @@ def check_the_stack(
     webs = stack.containers["web"]
     urls = [f"http://{web.host.address}:8000" for web in webs]
     client.url = urls[0]
-    runners = stack.containers["worker" if combination.job_backend == "rq" else "web"]
+    workers = combination.job_backend in ("rq", "celery")
+    runners = stack.containers["worker" if workers else "web"]
 
     # The migrations ran once, in their own container, before either replica started.
     assert stack.logs("migrate").count("Running upgrade") == 1, stack.logs("migrate")
@@ -222,7 +224,7 @@ def check_the_stack(
         (postgres,) = stack.containers["postgres"]
         query = "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'"
         assert stack.exec(postgres, "psql", "-U", "postgres", "-tAc", query).strip() == "f"
-    if combination.job_backend == "rq":
+    if workers:
         # Redis answers no client without the password the bake made.
         (redis,) = stack.containers["redis"]
         refused = stack.exec(redis, "env", "REDISCLI_AUTH=", "redis-cli", "ping")

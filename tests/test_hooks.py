@@ -57,14 +57,13 @@ def test_quotes_in_free_text_are_refused() -> None:
 
 def test_an_answer_outside_its_choices_is_refused() -> None:
     answers = {
-        "job_backend": "celery",
+        "job_backend": "dramatiq",
         "database": "sqlite",
         "use_docker": "y",
         "use_github_actions": "n",
     }
-    assert "job_backend 'celery' is not one of: create_task, aiojobs, rq" in pre_gen.choice_error(
-        answers
-    )
+    error = pre_gen.choice_error(answers)
+    assert error == "job_backend 'dramatiq' is not one of: create_task, aiojobs, rq, celery."
 
 
 def make_tree(root: Path, paths: list[str]) -> None:
@@ -75,13 +74,14 @@ def make_tree(root: Path, paths: list[str]) -> None:
 
 def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_path: Path) -> None:
     manifest = {
-        "{slug}/jobs/backend_create_task.py": ("job_backend", "create_task"),
-        "{slug}/jobs/backend_rq.py": ("job_backend", "rq"),
-        "{slug}/worker.py": ("job_backend", "rq"),
-        "tests/redis_server.py": ("job_backend", "rq"),
-        "tests/pg_server.py": ("database", "postgresql"),
-        "Dockerfile": ("use_docker", "y"),
-        ".github": ("use_github_actions", "y"),
+        "{slug}/jobs/backend_create_task.py": ("job_backend", ("create_task",)),
+        "{slug}/jobs/backend_rq.py": ("job_backend", ("rq",)),
+        "{slug}/worker_rq.py": ("job_backend", ("rq",)),
+        "{slug}/worker_celery.py": ("job_backend", ("celery",)),
+        "tests/redis_server.py": ("job_backend", ("rq", "celery")),
+        "tests/pg_server.py": ("database", ("postgresql",)),
+        "Dockerfile": ("use_docker", ("y",)),
+        ".github": ("use_github_actions", ("y",)),
     }
     make_tree(
         tmp_path,
@@ -96,10 +96,23 @@ def test_manifest_keeps_the_chosen_answers_and_moves_the_backend_into_place(tmp_
         "tests/redis_server.py",
     ]
     assert (tmp_path / "shop/jobs/backend.py").read_text() == "shop/jobs/backend_rq.py"
+    assert (tmp_path / "shop/worker.py").read_text() == "shop/worker_rq.py"
+
+
+def test_a_backend_without_a_worker_bakes_none(tmp_path: Path) -> None:
+    manifest = {
+        "{slug}/jobs/backend_create_task.py": ("job_backend", ("create_task",)),
+        "{slug}/worker_rq.py": ("job_backend", ("rq",)),
+    }
+    make_tree(tmp_path, [p.format(slug="shop") for p in manifest])
+    answers = {**ANSWERS, "job_backend": "create_task"}
+    post_gen.apply_manifest(tmp_path, answers, manifest, post_gen.MOVES)
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["shop/jobs/backend.py"]
 
 
 def test_a_stale_manifest_entry_fails_loudly(tmp_path: Path) -> None:
-    manifest = {"Dockerfile": ("use_docker", "y"), "compose.yaml": ("use_docker", "y")}
+    manifest = {"Dockerfile": ("use_docker", ("y",)), "compose.yaml": ("use_docker", ("y",))}
     make_tree(tmp_path, ["Dockerfile"])
     with pytest.raises(post_gen.ManifestError, match=r"compose\.yaml"):
         post_gen.apply_manifest(tmp_path, ANSWERS, manifest, {})
@@ -112,11 +125,12 @@ def test_every_manifest_entry_names_a_template_path_and_a_real_answer() -> None:
         assert (PROJECT_TEMPLATE / entry.format(slug="{{cookiecutter.project_slug}}")).exists(), (
             entry
         )
-        assert kept_for in choices[question], entry
+        assert set(kept_for) <= set(choices[question]), entry
 
 
-def test_next_steps_name_the_worker_only_for_rq() -> None:
+def test_next_steps_name_the_worker_only_for_rq_and_celery() -> None:
     assert "make worker" in post_gen.next_steps(ANSWERS)
+    assert "make worker" in post_gen.next_steps({**ANSWERS, "job_backend": "celery"})
     assert "make worker" not in post_gen.next_steps({**ANSWERS, "job_backend": "aiojobs"})
     assert "DATABASE_URL" in post_gen.next_steps({**ANSWERS, "database": "postgresql"})
 

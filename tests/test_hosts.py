@@ -1,7 +1,7 @@
 """A baked service on several hosts, as deployed: network namespaces on one machine for a
-database host (PostgreSQL), a Redis host (rq), two web hosts and, for rq, two worker hosts,
-each server bound to its own host's address. One executor host runs a minute ahead
-(libfaketime), and one is cut off mid-run.
+database host (PostgreSQL), a Redis host (rq, celery), two web hosts and, for rq and
+celery, two worker hosts, each server bound to its own host's address. One executor host
+runs a minute ahead (libfaketime), and one is cut off mid-run.
 
 Jobs submitted to both web hosts all succeed, on more than one executor; the jobs of the
 host cut off run again elsewhere once its heartbeat is older than the lease; its late writes,
@@ -9,6 +9,7 @@ when its link comes back, are rejected; every job ends with one recorded outcome
 job counts scraped from every host add up to the jobs that ran.
 """
 
+import contextlib
 import json
 import os
 import pwd
@@ -150,8 +151,9 @@ def postgres_data() -> Iterator[tuple[Path, Path, list[str]]]:
 
 @contextmanager
 def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
-    rq = combination.job_backend == "rq"
-    if rq:
+    # rq and celery: their workers run the jobs, on hosts of their own, fed through Redis.
+    workers = combination.job_backend in ("rq", "celery")
+    if workers:
         require_binary("redis-server")
     skewed = {
         "LD_PRELOAD": faketime_library(),
@@ -196,14 +198,15 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             ],
             cwd=project,
         )
-        if rq:
+        if workers:
             redis = network.host("redis")
             server = ["redis-server", "--bind", redis.address, "--port", "6379"]
             # Not protected mode: the other hosts are its clients, and only they reach it.
             server += ["--protected-mode", "no", "--save", "", "--appendonly", "no"]
             network.start(redis, server, logs / "redis.log")
             d.servers.append(redis)
-            env |= {"REDIS_URL": f"redis://{redis.address}:6379/0", "RQ_QUEUE": "hosts"}
+            env |= {"REDIS_URL": f"redis://{redis.address}:6379/0"}
+            env[f"{combination.job_backend.upper()}_QUEUE"] = "hosts"
             ping = ["redis-cli", "-h", redis.address, "ping"]
             wait_until(lambda: network_ok(network, redis, ping), 30, "Redis up", d)
         for n in (1, 2):
@@ -211,24 +214,27 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             d.web.append(web)
             own = {**env, "METRICS_DIR": str(tmp_path / f"metrics-{web.name}")}
             own["STORAGE_DIR"] = str(tmp_path / f"storage-{web.name}")
-            if not rq and n == 2:
+            if not workers and n == 2:
                 own |= skewed
             uvicorn = [python, "-m", "uvicorn", "tests.app:app", "--host", web.address]
             log = logs / f"{web.name}.log"
             process = network.start(web, [*uvicorn, "--port", str(PORT)], log, project, own)
             d.processes.append(process)
             d.metrics.append(f"http://{web.address}:{PORT}")
-            if not rq:
+            if not workers:
                 d.executors.append((web, process, log))
-        if rq:
+        if workers:
             for n in (1, 2):
                 host = network.host(f"worker{n}")
                 own = {**env, "METRICS_HOST": host.address, "METRICS_PORT": str(METRICS_PORT)}
                 if n == 2:
                     own |= skewed
                 log = logs / f"{host.name}.log"
-                # The service's worker command, with the test tasks' worker class.
-                worker = [python, "-m", "job_service.worker", "-w", "tests.worker.Worker"]
+                # The service's worker command, with the test tasks.
+                if combination.job_backend == "rq":
+                    worker = [python, "-m", "job_service.worker", "-w", "tests.worker.Worker"]
+                else:
+                    worker = [python, "-m", "celery", "-A", "tests.worker", "worker", "-c", "1"]
                 process = network.start(host, worker, log, project, own)
                 d.processes.append(process)
                 d.executors.append((host, process, log))
@@ -241,6 +247,16 @@ def deployed(combination: Combination, tmp_path: Path) -> Iterator[Deployment]:
             d.stop_asking()
 
 
+def family(pid: int) -> set[int]:
+    """The process and its descendants."""
+    found, todo = set[int](), [pid]
+    while todo:
+        found.add(parent := todo.pop())
+        with contextlib.suppress(OSError):
+            todo += map(int, Path(f"/proc/{parent}/task/{parent}/children").read_text().split())
+    return found
+
+
 def network_ok(network: Network, host: Host, command: list[str]) -> bool:
     try:
         network.run(host, command, timeout=10)
@@ -251,15 +267,20 @@ def network_ok(network: Network, host: Host, command: list[str]) -> bool:
 
 @pytest.mark.parametrize(
     "combination",
-    [Combination("create_task", "postgresql"), Combination("rq", "postgresql")],
+    [
+        Combination("create_task", "postgresql"),
+        Combination("rq", "postgresql"),
+        Combination("celery", "postgresql"),
+    ],
     ids=lambda c: c.id,
 )
 def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
     combination: Combination, tmp_path: Path
 ) -> None:
-    # An RQ worker runs one job at a time: fewer jobs, for the one worker left to run them
-    # all within the wait below.
-    work_jobs, work_seconds = (8 if combination.job_backend == "rq" else 20), 4.0
+    # An RQ worker, and a Celery worker of one child, run one job at a time: fewer jobs,
+    # for the one worker left to run them all within the wait below.
+    work_jobs = 8 if combination.job_backend in ("rq", "celery") else 20
+    work_seconds = 4.0
     with deployed(combination, tmp_path) as d:
         # Both web hosts take emails; both executors send them. On a busy machine one
         # executor's share of a round can be nothing: up to three rounds.
@@ -281,7 +302,9 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
 
         # Mid-run, the first executor host's link goes down.
         cut_host, cut_process, cut_log = d.executors[0]
-        [cut_id] = [e["id"] for e in d.ask("executors") if e["pid"] == cut_process.pid]
+        # A Celery worker's jobs run in its child process: the executor is that child.
+        cut_pids = family(cut_process.pid)
+        [cut_id] = [e["id"] for e in d.ask("executors") if e["pid"] in cut_pids]
         added = d.ask("add-work", str(work_jobs), str(work_seconds), cut_id)
         held = added["held"]
         assert held, f"no job running on the host to cut: {added['seen']}\n{d.output()}"
@@ -315,7 +338,7 @@ def test_jobs_keep_their_promises_across_hosts_a_cut_link_and_a_skewed_clock(
         lines = (tmp_path / "runs.log").read_text().splitlines()
         noted = [line.split() for line in lines if line.startswith("run ")]
         runs = Counter(job_id for _, job_id, _, _ in noted)
-        on_cut = {job_id for _, job_id, _, pid in noted if int(pid) == cut_process.pid}
+        on_cut = {job_id for _, job_id, _, pid in noted if int(pid) in cut_pids}
         assert set(held) <= on_cut, (held, on_cut)
         assert {job_id: runs[job_id] for job_id in on_cut} == dict.fromkeys(on_cut, 2)
         assert all(runs[job["id"]] == 1 for job in jobs if job["id"] not in on_cut)
@@ -346,7 +369,8 @@ def stop_with_the_servers_cut(d: Deployment) -> list[float]:
     (no reset, no refusal: a client without a timeout would wait for ever); how long each
     took to end, in seconds."""
     _, executor, _ = d.executors[1]
-    [executor_id] = [e["id"] for e in d.ask("executors") if e["pid"] == executor.pid]
+    pids = family(executor.pid)
+    [executor_id] = [e["id"] for e in d.ask("executors") if e["pid"] in pids]
     added = d.ask("add-work", "6", "600", executor_id)
     # Running on either executor: both are stopped.
     running = [where for where in added["seen"] if where.startswith("running")]

@@ -15,6 +15,7 @@ REFUSED = {
     "slug-shadows-fastapi": ({"project_slug": "fastapi"}, "shadow"),
     "slug-shadows-rq": ({"project_slug": "rq"}, "shadow"),
     "slug-shadows-redis": ({"project_slug": "redis"}, "shadow"),
+    "slug-shadows-celery": ({"project_slug": "celery"}, "shadow"),
     "slug-shadows-aiojobs": ({"project_slug": "aiojobs"}, "shadow"),
     "slug-shadows-asyncio": ({"project_slug": "asyncio"}, "shadow"),
     "slug-shadows-test": ({"project_slug": "test"}, "shadow"),
@@ -37,6 +38,6 @@ def test_bad_answer_is_refused_and_leaves_no_folder(
 
 
 def test_a_choice_outside_the_list_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="celery"):
-        bake(tmp_path, job_backend="celery")
+    with pytest.raises(ValueError, match="dramatiq"):
+        bake(tmp_path, job_backend="dramatiq")
     assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,5 @@
 """Fixtures: real servers started once per test session, a fresh migrated database for
-every test, the running app{% if cookiecutter.job_backend == "rq" %} and a real worker process{% endif %}."""
+every test, the running app{% if cookiecutter.job_backend in ("rq", "celery") %} and a real worker process{% endif %}."""
 {% if cookiecutter.database == "postgresql" %}
 import asyncio
 {%- endif %}
@@ -8,7 +8,7 @@ import os
 import shutil
 {%- endif %}
 import subprocess
-{%- if cookiecutter.database == "postgresql" or cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.database == "postgresql" or cookiecutter.job_backend in ("rq", "celery") %}
 import uuid
 {%- endif %}
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,14 +28,14 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.settings import Settings
-{%- if cookiecutter.database == "postgresql" and cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.database == "postgresql" and cookiecutter.job_backend in ("rq", "celery") %}
 from tests import pg_server, redis_server
 {%- elif cookiecutter.database == "postgresql" %}
 from tests import pg_server
-{%- elif cookiecutter.job_backend == "rq" %}
+{%- elif cookiecutter.job_backend in ("rq", "celery") %}
 from tests import redis_server
 {%- endif %}
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from tests.processes import Process, free_port, run_module, start_worker
 {%- else %}
 from tests.processes import run_module
@@ -112,7 +112,7 @@ def migrated_database_url(template_database_url: str, tmp_path: Path) -> str:
     shutil.copyfile(template_database_url.removeprefix("sqlite+aiosqlite:///"), database)
     return f"sqlite+aiosqlite:///{database}"
 {%- endif %}
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +131,7 @@ def metrics_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(
     migrated_database_url: str,
     metrics_dir: Path,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     redis_url: str,
 {%- endif %}
     tmp_path: Path,
@@ -142,9 +142,9 @@ def settings(
     monkeypatch.setenv("TEST_RUNS_LOG", str(tmp_path / "runs.log"))
     return Settings(
         database_url=migrated_database_url,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
         redis_url=redis_url,
-        rq_queue=f"test-{uuid.uuid4().hex}",
+        {{ "rq" if cookiecutter.job_backend == "rq" else "celery" }}_queue=f"test-{uuid.uuid4().hex}",
         metrics_port=free_port(),
 {%- endif %}
         storage_dir=tmp_path / "storage",
@@ -182,7 +182,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def sessionmaker(app: FastAPI) -> SessionMaker:
     maker: SessionMaker = app.state.sessionmaker
     return maker
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Process]:
 
 @pytest.fixture
 def second_worker(settings: Settings, tmp_path: Path, worker: Process) -> Iterator[Process]:
-    """Another worker: RQ's worker runs one job at a time."""
+    """Another worker: {% if cookiecutter.job_backend == "rq" %}RQ's worker runs{% else %}the test workers run{% endif %} one job at a time."""
     own_port = settings.model_copy(update={"metrics_port": free_port()})
     with start_worker(own_port, tmp_path / "second-worker.log") as second:
         second.wait_until_up()

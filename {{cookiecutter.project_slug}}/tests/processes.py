@@ -1,4 +1,4 @@
-"""The service{% if cookiecutter.job_backend == "rq" %} and its workers{% endif %} as real processes, started the way they run in production."""
+"""The service{% if cookiecutter.job_backend in ("rq", "celery") %} and its workers{% endif %} as real processes, started the way they run in production."""
 
 import contextlib
 import multiprocessing
@@ -28,7 +28,7 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 PROJECT_ROOT = Path(__file__).parent.parent
 
 # Importing the service takes Python about two seconds of CPU, and the tests start a
-# process{% if cookiecutter.job_backend == "rq" %} (a worker, the command line, uvicorn){% else %} (the command line, uvicorn){% endif %} dozens of times. A fork server imports what
+# process{% if cookiecutter.job_backend in ("rq", "celery") %} (a worker, the command line, uvicorn){% else %} (the command line, uvicorn){% endif %} dozens of times. A fork server imports what
 # they import once; each `python -m` is then forked from it, a process of its own in a
 # tenth of a second. Not the command line or the app themselves: they read the
 # environment when imported. Processes that need an exec (under nsenter, or with
@@ -48,6 +48,9 @@ FORKS.set_forkserver_preload(
 {%- if cookiecutter.job_backend == "rq" %}
         # Not the worker module: `python -m` runs it as __main__, a copy of its own.
         "rq.cli.cli",
+{%- elif cookiecutter.job_backend == "celery" %}
+        "celery.bin.celery",
+        "celery.worker",
 {%- endif %}
         "tests.tasks",
     ]
@@ -254,6 +257,7 @@ def start_web(
     command = [*wrapper, sys.executable, "-m", "uvicorn", "tests.app:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     return running(command, settings, log, answers, url, env)
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 {%- if cookiecutter.job_backend == "rq" %}
 
 
@@ -266,6 +270,7 @@ def family(pid: int) -> set[int]:
         with contextlib.suppress(OSError):
             todo += map(int, Path(f"/proc/{parent}/task/{parent}/children").read_text().split())
     return found
+{%- endif %}
 
 
 def start_worker(
@@ -275,6 +280,7 @@ def start_worker(
     env: Mapping[str, str] | None = None,
     pool: int = 1,
 ) -> AbstractContextManager[Process]:
+{%- if cookiecutter.job_backend == "rq" %}
     """The service's worker command, with the test tasks' worker class, on the settings'
     queue: RQ's worker, or its worker pool of `pool` processes; `wrapper` is a command
     that runs it (`nsenter ...`). Up once all its workers are registered."""
@@ -289,15 +295,35 @@ def start_worker(
         command += ["worker-pool", "-n", str(pool)]
     command += ["--worker-class", "tests.worker.Worker"]
     return running(command, settings, log, registered, env=env)
+{%- else %}
+    """Celery's worker command, with the test tasks' app, on the settings' queue, with
+    `pool` child processes; `wrapper` is a command that runs it (`nsenter ...`). Up once
+    each child runs jobs and Celery says it is ready."""
+
+    def registered(worker: Process) -> bool:
+        output = worker.output() if log.exists() else ""
+        return output.count(" runs jobs") >= pool and " ready." in output
+
+    command = [*wrapper, sys.executable, "-m", "celery", "-A", "tests.worker", "worker"]
+    # A name of its own: several workers of a test run on one host.
+    command += ["--concurrency", str(pool), "--hostname", f"{log.stem}-{os.getpid()}@%h"]
+    return running(command, settings, log, registered, env=env)
+
+
+def children(worker: Process) -> list[int]:
+    """The worker's child processes, which run the jobs."""
+    pid = worker.popen.pid
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+{%- endif %}
 {%- endif %}
 
 
 @contextmanager
 def start_service(settings: Settings, folder: Path) -> Iterator[list[Process]]:
-    """The whole service, up and logging into `folder`: uvicorn first{% if cookiecutter.job_backend == "rq" %}, then a worker{% endif %}."""
+    """The whole service, up and logging into `folder`: uvicorn first{% if cookiecutter.job_backend in ("rq", "celery") %}, then a worker{% endif %}."""
     with ExitStack() as stack:
         web = stack.enter_context(start_web(settings, folder / "web.log"))
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
         worker = stack.enter_context(start_worker(settings, folder / "worker.log"))
         worker.wait_until_up()
         web.wait_until_up()

@@ -24,7 +24,7 @@ API_KEY = "fuzz-key-3c9a"
 def test_every_answer_is_as_documented(settings: Settings, tmp_path: Path) -> None:
     # An API key required, as in production: the answers without one are checked too.
     settings = settings.model_copy(update={"api_keys": [SecretStr(API_KEY)]})
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     # With a worker: the jobs the requests make run, and /health/ready has one to find.
 {%- endif %}
     with start_service(settings, tmp_path) as service:

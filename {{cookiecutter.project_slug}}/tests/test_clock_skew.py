@@ -1,4 +1,4 @@
-"""Executors on hosts whose clocks are off: one of two {% if cookiecutter.job_backend == "rq" %}workers{% else %}web processes{% endif %} runs a minute ahead or behind
+"""Executors on hosts whose clocks are off: one of two {% if cookiecutter.job_backend in ("rq", "celery") %}workers{% else %}web processes{% endif %} runs a minute ahead or behind
 (libfaketime moves its wall clock only). Every decision of who runs a job, and when, is
 taken in the database's clock, so nothing changes: no email is sent twice, no job runs
 early or late, no periodic job fires more often than its period."""
@@ -23,7 +23,7 @@ from {{ cookiecutter.project_slug }}.models import Job
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 from tests.load import EmailLoad, all_sent, wait_until
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from tests.processes import free_port, start_web, start_worker
 {%- else %}
 from tests.processes import start_web
@@ -99,7 +99,7 @@ def test_a_host_a_minute_off_runs_nothing_twice_early_or_late(
         update={"cleanup_schedule": "* * * * * *", "job_lease_seconds": 10}
     )
     with ExitStack() as stack:
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
         web = stack.enter_context(start_web(settings, tmp_path / "web.log"))
         executors = [
             stack.enter_context(

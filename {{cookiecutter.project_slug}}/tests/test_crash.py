@@ -1,8 +1,14 @@
 """Crash and shutdown of real processes mid-run: no job is lost, none is left running,
 and no attempt of a job runs twice.
-{% if cookiecutter.job_backend == "rq" %}
+{% if cookiecutter.job_backend in ("rq", "celery") %}
+{%- if cookiecutter.job_backend == "rq" %}
 Three RQ workers run 200 jobs that the test commits to the job table; their pollers send
 them to Redis. The workers are killed mid-run and started again.
+{%- else %}
+Three Celery workers of one child process each run 200 jobs that the test commits to the
+job table; their pollers send them to Redis. The workers (or only their children) are
+killed mid-run, and started again (or replace their children).
+{%- endif %}
 {%- else %}
 Two uvicorn processes run 200 jobs that the test commits to the job table; their
 pollers pick them up. The processes are killed mid-run and started again.
@@ -10,6 +16,9 @@ pollers pick them up. The processes are killed mid-run and started again.
 """
 
 import asyncio
+{%- if cookiecutter.job_backend == "celery" %}
+import os
+{%- endif %}
 import signal
 import time
 from collections import Counter
@@ -25,12 +34,14 @@ from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 {%- if cookiecutter.job_backend == "rq" %}
 from tests.processes import Process, free_port, start_worker
+{%- elif cookiecutter.job_backend == "celery" %}
+from tests.processes import Process, children, free_port, start_worker
 {%- else %}
 from tests.processes import Process, start_web
 {%- endif %}
 
 JOBS = 200
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 EXECUTORS = 3
 # One job at a time in each worker: 200 short jobs keep the 3 workers busy for about 10 s,
 # so a kill or a stop after a quarter is done lands mid-run with seconds of margin for a
@@ -98,7 +109,7 @@ def executors(settings: Settings, logs: Path, round_: int) -> Iterator[list[Proc
     """Start them all at once, then wait until each is up."""
     with ExitStack() as stack:
         started = [
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
             # Each worker serves its metrics on a port of its own.
             stack.enter_context(
                 start_worker(
@@ -133,7 +144,11 @@ def test_sigkill_mid_run_loses_no_job_and_runs_no_attempt_twice(
         asyncio.run(_enqueue(settings))
         wait_until(lambda: mid_run(count(settings)), 60, "a quarter done and more running")
         for process in first:
+{%- if cookiecutter.job_backend == "celery" %}
+            process.kill()  # the main process and its child, as a container is killed
+{%- else %}
             process.popen.kill()
+{%- endif %}
     at_kill = count(settings)
     assert at_kill[JobStatus.RUNNING] > 0, f"the kill should land mid-run: {at_kill}"
 
@@ -186,3 +201,33 @@ def test_sigterm_mid_run_finishes_or_requeues_and_a_restart_completes(
         f"SIGTERM: {JOBS} jobs, stopped in {stop_seconds:.2f} s at "
         f"{at_stop[JobStatus.SUCCEEDED]} succeeded, {at_stop[JobStatus.QUEUED]} queued; lost 0"
     )
+{%- if cookiecutter.job_backend == "celery" %}
+
+
+def test_sigkill_of_the_child_processes_mid_run_loses_no_job(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Celery replaces the children and gives their messages back; the job table runs
+    their jobs again once the killed children's leases expire."""
+    with executors(settings, tmp_path, 1) as workers:
+        asyncio.run(_enqueue(settings))
+        wait_until(lambda: mid_run(count(settings)), 60, "a quarter done and more running")
+        for worker in workers:
+            for child in children(worker):
+                os.kill(child, signal.SIGKILL)
+        at_kill = count(settings)
+        wait_until(lambda: count(settings)[JobStatus.SUCCEEDED] == JOBS, 90, "all succeeded")
+        for worker in workers:
+            assert worker.terminate(timeout=15) == 0, worker.output()
+
+    final = jobs(settings)
+    assert Counter(job.status for job in final) == {JobStatus.SUCCEEDED: JOBS}
+    rerun = sum(job.lost_attempts > 0 for job in final)
+    assert rerun >= at_kill[JobStatus.RUNNING] > 0, at_kill
+    assert all(job.attempts - job.lost_attempts == 1 for job in final)
+    assert max(runs().values()) == 1, "an attempt of a job ran twice"
+    print(
+        f"SIGKILL of the children: {JOBS} jobs, killed at {at_kill[JobStatus.SUCCEEDED]} "
+        f"succeeded and {at_kill[JobStatus.RUNNING]} running; rerun {rerun}; lost 0"
+    )
+{%- endif %}

@@ -1,11 +1,11 @@
 """Liveness, readiness and the state of the job queue, as a load balancer or an operator
 sees them."""
-{% if cookiecutter.job_backend != "rq" %}
+{% if cookiecutter.job_backend not in ("rq", "celery") %}
 import os
 {%- endif %}
 import socket
 from collections.abc import AsyncIterator
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from contextlib import ExitStack
 {%- endif %}
 from datetime import timedelta
@@ -22,7 +22,7 @@ from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from tests import redis_server, tasks
 {%- else %}
 from tests import tasks
@@ -31,6 +31,10 @@ from tests import tasks
 from tests.processes import Process, free_port
 {%- elif cookiecutter.job_backend == "rq" %}
 from tests.processes import Process
+{%- elif cookiecutter.job_backend == "celery" and cookiecutter.database == "postgresql" %}
+from tests.processes import Process, children, free_port
+{%- elif cookiecutter.job_backend == "celery" %}
+from tests.processes import Process, children
 {%- elif cookiecutter.database == "postgresql" %}
 from tests.processes import free_port
 {%- endif %}
@@ -58,13 +62,13 @@ async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
 
 async def test_ready_when_every_check_passes(
     client: httpx.AsyncClient,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     worker: Process,
 {%- endif %}
 ) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200, response.text
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     checks = {"database": "ok", "redis": "ok", "workers": "ok"}
 {%- else %}
     checks = {"database": "ok"}
@@ -92,7 +96,7 @@ async def test_not_ready_while_the_database_is_down(
         assert answer["checks"]["database"].startswith("failed: "), answer
         # Alive, though: a restart would not help.
         assert (await client.get("/health")).status_code == 200
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 
 
 async def test_not_ready_without_a_worker(client: httpx.AsyncClient) -> None:
@@ -121,13 +125,15 @@ async def test_not_ready_when_redis_goes_away(settings: Settings) -> None:
 
 async def test_jobs_health_lists_the_executors_heard_from(
     client: httpx.AsyncClient,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     worker: Process,
 {%- endif %}
 ) -> None:
     [seen] = (await client.get("/health/jobs")).json()["executors"]
 {%- if cookiecutter.job_backend == "rq" %}
     assert seen["pid"] == worker.popen.pid
+{%- elif cookiecutter.job_backend == "celery" %}
+    assert [seen["pid"]] == children(worker)  # Celery's child process runs the jobs
 {%- else %}
     assert seen["pid"] == os.getpid()  # this process runs its jobs itself
 {%- endif %}

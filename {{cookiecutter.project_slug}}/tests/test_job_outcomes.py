@@ -44,7 +44,7 @@ from {{ cookiecutter.project_slug }}.storage import Storage
 from {{ cookiecutter.project_slug }}.tasks.documents import process_document
 from {{ cookiecutter.project_slug }}.tasks.emails import send_email
 from tests import tasks
-from tests.processes import {% if cookiecutter.job_backend == "rq" %}Process, start_worker{% else %}start_web{% endif %}
+from tests.processes import {% if cookiecutter.job_backend in ("rq", "celery") %}Process, start_worker{% else %}start_web{% endif %}
 from tests.test_cli import cli
 from tests.test_jobs import FINISHED, submit, wait_for, wait_for_note
 
@@ -248,7 +248,7 @@ async def test_a_job_of_a_task_only_the_next_release_has_waits_for_a_process_of_
     assert "jobs waiting for their task" in listed.stdout
     assert "from_the_next_release" in listed.stdout
 
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     # A second worker on this host: metrics served by the first only.
     next_release = start_worker(
         settings, tmp_path / "next-release.log", env={"TEST_NEXT_RELEASE": "1", "METRICS_PORT": "0"}
@@ -284,7 +284,7 @@ async def test_a_task_awaiting_io_before_its_commit_keeps_no_one_waiting(
     control: JobControl,
     client: httpx.AsyncClient,
     sessionmaker: SessionMaker,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     second_worker: Process,
 {%- endif %}
 ) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 from sqlalchemy import Connection, event
 {%- endif %}
 from sqlmodel import col, func, select
@@ -314,7 +314,7 @@ async def test_submit_many_refuses_idempotency_keys_and_writes_nothing(
             await control.submit_many(session, [tasks.add.new_job(a=1, b=1), keyed])
         count = select(func.count()).select_from(Job).where(Job.name == tasks.add.name)
         assert (await session.exec(count)).one() == 0
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 
 
 async def test_jobs_running_at_once_share_their_claim_and_result_transactions(

@@ -1,5 +1,5 @@
 """GET /metrics: Prometheus text that moves as jobs run and requests come in, correct
-however many processes serve{% if cookiecutter.job_backend == "rq" %} and work{% endif %}, parsed with the client's own parser."""
+however many processes serve{% if cookiecutter.job_backend in ("rq", "celery") %} and work{% endif %}, parsed with the client's own parser."""
 
 import asyncio
 import time
@@ -18,7 +18,7 @@ from {{ cookiecutter.project_slug }}.jobs.recovery import MAX_LOST_ATTEMPTS
 from {{ cookiecutter.project_slug }}.models import JobStatus, utcnow
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from tests.processes import Process, start_web
 {%- else %}
 from tests.processes import start_web
@@ -45,12 +45,12 @@ def value(samples: Samples, metric: str, /, **labels: str) -> float:
 
 
 async def scrape(client: httpx.AsyncClient, settings: Settings) -> Samples:
-    """What Prometheus would add up over every target{% if cookiecutter.job_backend == "rq" %}: the web process and the worker,
+    """What Prometheus would add up over every target{% if cookiecutter.job_backend in ("rq", "celery") %}: the web process and the worker,
     which counts the jobs it runs and serves them itself{% endif %}."""
     response = await client.get("/metrics")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     samples = parse(response.text)
     async with httpx.AsyncClient() as worker:
         answer = await worker.get(f"http://127.0.0.1:{settings.metrics_port}/metrics")
@@ -68,7 +68,7 @@ async def wait_for_samples(
     ready: Callable[[Samples], bool],
     within: float = 10,
 ) -> Samples:
-    """Counts are written just after a job's row{% if cookiecutter.job_backend == "rq" %}, by the worker process{% endif %}: wait for them."""
+    """Counts are written just after a job's row{% if cookiecutter.job_backend in ("rq", "celery") %}, by the worker process{% endif %}: wait for them."""
     deadline = time.monotonic() + within
     while not ready(samples := await scrape(client, settings)):
         assert time.monotonic() < deadline, f"metrics did not move within {within} s"
@@ -168,7 +168,7 @@ async def test_queue_gauges_come_from_the_job_table(
 async def test_requests_are_counted_by_route_template(
     client: httpx.AsyncClient,
     settings: Settings,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     worker: Process,
 {%- endif %}
 ) -> None:

@@ -44,7 +44,7 @@ from tests.load import EmailLoad, all_sent, wait_until
 from tests.processes import Process, start_service
 {%- else %}
 from tests.load import EmailLoad, all_sent, wait_until
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from tests.processes import Process, start_web, start_worker
 {%- else %}
 from tests.processes import Process, start_web
@@ -186,7 +186,7 @@ def test_a_full_disk_answers_503_and_loses_no_job(settings: Settings, tmp_path: 
         with start_web(settings, tmp_path / "web.log", wrapper=disk.prefix) as web:
             web.wait_until_up()
             processes = [web]
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
             # In the web process's mount namespace: the database is on its disk.
             user = [f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--init-groups"]
             enter = in_namespace_of(disk, "setpriv", *user)

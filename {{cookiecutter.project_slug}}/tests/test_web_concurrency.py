@@ -6,7 +6,7 @@ from pathlib import Path
 
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests.load import EmailLoad, all_sent, wait_until
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from tests.processes import start_web, start_worker
 {%- else %}
 from tests.processes import start_web
@@ -23,7 +23,7 @@ def test_four_web_processes_under_concurrent_load_answer_no_5xx(
     # Room for every email in memory: this test is about processes, not backpressure.
     settings = settings.model_copy(update={"job_pending_limit": 10 * REQUESTS})
 {%- endif %}
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     with (
         start_web(settings, tmp_path / "web.log", workers=4) as web,
         start_worker(settings, tmp_path / "worker.log") as worker,

@@ -3,7 +3,7 @@
 Each command reads the settings as the service does (environment, then `.env`), works on
 the database through the same job-store functions as the API, and exits with 0 when done,
 1 when the job is unknown or cannot make that move, 2 on a usage error, and 3 when the
-database is unavailable. A job queued again here is started by a running {% if cookiecutter.job_backend == "rq" %}worker{% else %}service{% endif %}'s poller
+database is unavailable. A job queued again here is started by a running {% if cookiecutter.job_backend in ("rq", "celery") %}worker{% else %}service{% endif %}'s poller
 within JOB_POLL_SECONDS; a running job cancelled here stops when its executor notices.
 """
 

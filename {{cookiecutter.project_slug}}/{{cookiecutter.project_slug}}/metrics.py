@@ -1,4 +1,4 @@
-"""Prometheus metrics, correct however many processes serve{% if cookiecutter.job_backend == "rq" %} and work{% endif %}, on however many hosts.
+"""Prometheus metrics, correct however many processes serve{% if cookiecutter.job_backend in ("rq", "celery") %} and work{% endif %}, on however many hosts.
 
 In the web processes counters and histograms use the client's multiprocess mode: each
 process on a host writes its counts to files in that host's `METRICS_DIR`, and
@@ -6,7 +6,7 @@ process on a host writes its counts to files in that host's `METRICS_DIR`, and
 are named by slot, not by pid: a process takes the lowest slot no live process holds, so
 a restarted process carries on from a dead one's files and their number stays that of
 the processes running at once.
-{% if cookiecutter.job_backend == "rq" %}
+{% if cookiecutter.job_backend in ("rq", "celery") %}
 Each worker keeps its counts in memory and serves them itself on `METRICS_PORT`: nothing
 is shared between processes or hosts, and the totals over every target are the jobs run.
 {%- else %}
@@ -22,7 +22,7 @@ read from the database at scrape time: every host reports the same values for th
 service, so aggregate them with max(), not sum().
 """
 
-{% if cookiecutter.job_backend == "rq" -%}
+{% if cookiecutter.job_backend in ("rq", "celery") -%}
 import errno
 {% endif -%}
 import fcntl
@@ -34,14 +34,14 @@ from typing import IO, Any
 from weakref import WeakSet
 
 from prometheus_client import (
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     REGISTRY,
 {%- endif %}
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     start_http_server,
 {%- endif %}
     values,
@@ -205,7 +205,7 @@ def configure(directory: Path) -> None:
     _directory = directory
     for value in list(_waiting):
         value.make()  # in the files from now on, each bucket of a histogram included
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 
 
 # How many ports from METRICS_PORT up the workers of one host may take.
@@ -215,7 +215,7 @@ METRICS_PORTS = 64
 def serve(host: str, first_port: int) -> int:
     """Serve this process's own counts (the job metrics and any of the service's own) on
     http://host:port/metrics, from a thread, on the first free port from `first_port` up:
-    each worker on a host, and each of an `rq worker-pool`, takes the next. Counted in
+    each worker on a host, and each {% if cookiecutter.job_backend == "rq" %}of an `rq worker-pool`{% else %}child process of a Celery worker{% endif %}, takes the next. Counted in
     memory, even where PROMETHEUS_MULTIPROC_DIR is set for the web processes."""
     for metric in (JOBS, JOB_DURATION, JOB_QUEUE_WAIT):
         REGISTRY.register(metric)

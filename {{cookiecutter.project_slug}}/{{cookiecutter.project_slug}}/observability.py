@@ -2,7 +2,7 @@
 
 Every line carries the context bound where it was written: `request_id` inside a request,
 `job_id`, `job_name` and `attempt` inside a job. Code logs with the standard `logging`
-module; structlog only formats, so lines from uvicorn{% if cookiecutter.job_backend == "rq" %}, RQ{% endif %} and other libraries match.
+module; structlog only formats, so lines from uvicorn{% if cookiecutter.job_backend == "rq" %}, RQ{% elif cookiecutter.job_backend == "celery" %}, Celery{% endif %} and other libraries match.
 """
 
 import logging

@@ -25,9 +25,18 @@ class Settings(BaseSettings):
     # otherwise leave it hanging): the request answers 503, a job write tries again.
     database_timeout_seconds: float = Field(default=60.0, gt=0)
 {%- endif %}
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     redis_url: str = "redis://localhost:6379/0"
+{%- if cookiecutter.job_backend == "rq" %}
     rq_queue: str = "{{ cookiecutter.project_slug }}"
+{%- else %}
+    celery_queue: str = "{{ cookiecutter.project_slug }}"
+    # A message a worker took and then lost without a trace (its main process killed)
+    # goes back to the queue after this long; a job still running past it gets a second
+    # message, which the job table refuses. It must exceed the longest task's timeout
+    # plus the cancel grace and the lease: the worker refuses to start otherwise.
+    celery_visibility_timeout_seconds: float = Field(default=7200.0, gt=0)
+{%- endif %}
 {%- endif %}
     storage_dir: Path = Path("./storage")
     # Uploads past this size are refused with 413; nothing of them is kept.
@@ -56,7 +65,7 @@ class Settings(BaseSettings):
     # Where every process of this service on this host keeps its metric counts; /metrics
     # adds them up. Files are reused by later processes, so they do not pile up.
     metrics_dir: Path = Path("./metrics")
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     # Each worker serves its own counts on this address for Prometheus to scrape; give
     # each worker on one host a port of its own. 0 turns it off.
     metrics_host: str = "127.0.0.1"

@@ -15,7 +15,7 @@ from {{ cookiecutter.project_slug }}.api.deps import JobControlDep
 from {{ cookiecutter.project_slug }}.api.responses import UNAVAILABLE
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import reads
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 from {{ cookiecutter.project_slug }}.jobs.backend import Backend
 {%- endif %}
 from {{ cookiecutter.project_slug }}.settings import Settings
@@ -55,7 +55,7 @@ class JobsHealth(BaseModel):
     # Queued jobs by task, of the tasks no live executor knows: they wait for one that
     # does (a deploy under way), and fail after JOB_UNKNOWN_TASK_SECONDS.
     waiting_for_task: dict[str, int]
-    # The processes running jobs{% if cookiecutter.job_backend == "rq" %} (workers){% endif %}, on every host, heard from within the lease.
+    # The processes running jobs{% if cookiecutter.job_backend in ("rq", "celery") %} (workers){% endif %}, on every host, heard from within the lease.
     executors: list[ExecutorSeen]
 
 
@@ -112,15 +112,15 @@ async def _select_one(sessionmaker: SessionMaker) -> None:
 async def ready(
     request: Request,
     response: Response,
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     control: JobControlDep,
 {%- endif %}
 ) -> Readiness:
-    """Ready for traffic: the database answers{% if cookiecutter.job_backend == "rq" %}, Redis answers and a worker was heard from{% endif %}."""
+    """Ready for traffic: the database answers{% if cookiecutter.job_backend in ("rq", "celery") %}, Redis answers and a worker was heard from{% endif %}."""
     checks = {"database": (await _check("database", _select_one(_sessionmaker(request))))[0]}
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
     redis = control.backend
-    assert isinstance(redis, Backend)  # this project's RQ backend, which holds the client
+    assert isinstance(redis, Backend)  # this project's backend, which holds a Redis client
     checks["redis"] = (await _check("redis", asyncio.to_thread(redis.redis.ping)))[0]
     if checks["database"] != "ok":
         checks["workers"] = "unknown: the database does not answer"

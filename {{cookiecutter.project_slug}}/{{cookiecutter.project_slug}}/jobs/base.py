@@ -1,13 +1,13 @@
 """What a job backend is. This project's is `jobs/backend.py`, built as
 `Backend(settings, sessionmaker)`; the rest of the job layer knows it by this protocol."""
 
-{% if cookiecutter.job_backend != "rq" -%}
+{% if cookiecutter.job_backend not in ("rq", "celery") -%}
 import asyncio
 {% endif -%}
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Protocol
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 
 from {{ cookiecutter.project_slug }}.models import Job
 
@@ -33,7 +33,7 @@ class JobBackend(Protocol):
 
     async def dispatch(self, job_ids: Sequence[uuid.UUID]) -> None:
         """Start these due jobs, or queue them to be started."""
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 
     async def start_on_insert(self, job: Job) -> JobInserted | None:
         """Start the new, due `job` here in the INSERT that creates it, or return None to

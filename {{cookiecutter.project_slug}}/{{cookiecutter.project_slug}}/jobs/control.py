@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-{% if cookiecutter.job_backend != "rq" -%}
+{% if cookiecutter.job_backend not in ("rq", "celery") -%}
 from sqlalchemy.orm.attributes import set_committed_value
 {% endif -%}
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from {{ cookiecutter.project_slug }} import metrics
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs import moves, reads
-from {{ cookiecutter.project_slug }}.jobs.base import JobBackend{% if cookiecutter.job_backend != "rq" %}, JobInserted{% endif %}
+from {{ cookiecutter.project_slug }}.jobs.base import JobBackend{% if cookiecutter.job_backend not in ("rq", "celery") %}, JobInserted{% endif %}
 from {{ cookiecutter.project_slug }}.jobs.errors import JobNotFound, JobStateConflict
 from {{ cookiecutter.project_slug }}.models import Job, JobStatus
 
@@ -45,7 +45,7 @@ class JobControl:
                 return existing
         self.backend.check_accepting()
         due_now = job.run_after is None
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
         # Started in its INSERT if the backend has room: a commit fewer than claiming
         # it after. (Not in submit_many(): an INSERT of many rows that each hold the
         # database's time as an expression goes row by row, and costs more than it saves.)
@@ -131,7 +131,7 @@ class JobControl:
             logger.exception(
                 "%d job(s) stored but not started yet, the first %s", len(job_ids), job_ids[0]
             )
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 
 
 def _tell(inserted: JobInserted | None, job: Job | None) -> None:

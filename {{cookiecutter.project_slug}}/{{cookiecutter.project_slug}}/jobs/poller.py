@@ -52,9 +52,9 @@ class Poller:
         self._outage = Outage(logger, "polling for due jobs")
         self._steady = steady
         self._stopped = asyncio.Event()
-        # Set by stop(){% if cookiecutter.job_backend != "rq" %} and wake(){% endif %}: ends the wait between polls early.
+        # Set by stop(){% if cookiecutter.job_backend not in ("rq", "celery") %} and wake(){% endif %}: ends the wait between polls early.
         self._nudged = asyncio.Event()
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
         # The last poll filled every free slot: more due jobs may wait in the table.
         self.left_some = False
 {%- endif %}
@@ -100,7 +100,7 @@ class Poller:
         done, _ = await asyncio.wait({task}, timeout=POLL_STOP_SECONDS)
         if not done:
             task.cancel()
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 
     def wake(self) -> None:
         """Poll now rather than at the end of the interval: the backend has room again
@@ -124,7 +124,7 @@ class Poller:
                     await self._enqueue_fire(schedule, now)
             slots = self._backend.free_slots()
             if slots <= 0:
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
                 # This poll cannot tell, and wake() cleared the flag: the next slot to
                 # free must wake a poll that can.
                 self.left_some = True
@@ -132,7 +132,7 @@ class Poller:
                 return read
             # Only the tasks this process knows: others wait for a process that does.
             due = await reads.due_job_ids(session, slots, list(TASKS), self._backend.in_hand())
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
         self.left_some = len(due) == slots
 {%- endif %}
         if due:

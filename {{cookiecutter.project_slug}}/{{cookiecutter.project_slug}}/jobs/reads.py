@@ -184,6 +184,20 @@ async def queued_tasks(
     rows = (await session.exec(statement)).all()
     await session.commit()
     return [(job_id, name, timeout) for job_id, name, timeout in rows]
+{%- elif cookiecutter.job_backend == "celery" %}
+
+
+async def queued_tasks(
+    session: AsyncSession, job_ids: Collection[uuid.UUID]
+) -> list[tuple[uuid.UUID, str, float, datetime]]:
+    """Each of these jobs still queued, with its task's name and timeout, and when it is
+    due: each time a job is queued again (retried, given back, recovered), it changes."""
+    statement = select(Job.id, Job.name, Job.timeout_seconds, Job.run_after).where(
+        col(Job.id).in_(job_ids), col(Job.status) == JobStatus.QUEUED
+    )
+    rows = (await session.exec(statement)).all()
+    await session.commit()
+    return [(job_id, name, timeout, due) for job_id, name, timeout, due in rows]
 {%- endif %}
 {%- if cookiecutter.job_backend == "aiojobs" %}
 

@@ -1,6 +1,6 @@
 """The one runner that executes every job.
 
-The backend only decides where `Runner.run(job_id)` is awaited: {% if cookiecutter.job_backend == "create_task" %}in an asyncio task{% elif cookiecutter.job_backend == "aiojobs" %}in an aiojobs job{% else %}in an RQ worker, several at a time{% endif %}.
+The backend only decides where `Runner.run(job_id)` is awaited: {% if cookiecutter.job_backend == "create_task" %}in an asyncio task{% elif cookiecutter.job_backend == "aiojobs" %}in an aiojobs job{% elif cookiecutter.job_backend == "rq" %}in an RQ worker, several at a time{% else %}in a Celery worker's child process{% endif %}.
 Claiming, the executor's heartbeat, timeouts, retries with backoff, cancellation and the
 recording of results are all here, once.
 
@@ -27,10 +27,10 @@ from typing import Any, Literal, TypeVar
 from sqlmodel.ext.asyncio.session import AsyncSession
 from structlog.contextvars import bound_contextvars, clear_contextvars
 
-from {{ cookiecutter.project_slug }} import {% if cookiecutter.job_backend != "rq" %}clock, {% endif %}metrics
+from {{ cookiecutter.project_slug }} import {% if cookiecutter.job_backend not in ("rq", "celery") %}clock, {% endif %}metrics
 from {{ cookiecutter.project_slug }}.db import Outage, SessionMaker, database_unavailable
 from {{ cookiecutter.project_slug }}.jobs import executor_writes as writes
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 from {{ cookiecutter.project_slug }}.jobs.base import JobInserted
 {%- endif %}
 from {{ cookiecutter.project_slug }}.jobs.batching import Batcher
@@ -41,7 +41,7 @@ from {{ cookiecutter.project_slug }}.jobs.registry import (
     ProgressReporter,
     Task,
 )
-from {{ cookiecutter.project_slug }}.models import Executor, Job{% if cookiecutter.job_backend != "rq" %}, JobStatus{% endif %}
+from {{ cookiecutter.project_slug }}.models import Executor, Job{% if cookiecutter.job_backend not in ("rq", "celery") %}, JobStatus{% endif %}
 from {{ cookiecutter.project_slug }}.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def retry_delay(task: Task, attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-{%- if cookiecutter.job_backend == "rq" %}
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class Runner:
         attempt = self._attempts.get(job_id)
         if attempt is not None and attempt.claimed and not attempt.finishing:
             attempt.task.cancel()
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
 
     def _fresh(self) -> bool:
         """Whether the heartbeat is under half a lease old: an executor about to be
@@ -228,7 +228,7 @@ class Runner:
         assert current is not None  # run() is always awaited inside a task
         attempt = self._attempts[job_id] = _Attempt(current)
         try:
-{%- if cookiecutter.job_backend != "rq" %}
+{%- if cookiecutter.job_backend not in ("rq", "celery") %}
             job = await (self._claim_one(job_id) if inserted is None else inserted)
 {%- else %}
             job = await self._claim_one(job_id)
@@ -241,7 +241,7 @@ class Runner:
             # Every line logged in the attempt names the job; not the request that started it.
             clear_contextvars()
             with bound_contextvars(job_id=str(job.id), job_name=job.name, attempt=job.attempts):
-                {% if cookiecutter.job_backend == "rq" %}return {% endif %}await self._attempt(job, attempt)
+                {% if cookiecutter.job_backend in ("rq", "celery") %}return {% endif %}await self._attempt(job, attempt)
         finally:
             del self._attempts[job_id]
 
@@ -375,7 +375,7 @@ class Runner:
             # Jobs this process still holds run again elsewhere once the lease runs out.
             logger.error("%s failed: the database is unavailable (%s)", what, error)
 
-    async def _attempt(self, job: Job, attempt: _Attempt) -> {% if cookiecutter.job_backend == "rq" %}Ended | None{% else %}None{% endif %}:
+    async def _attempt(self, job: Job, attempt: _Attempt) -> {% if cookiecutter.job_backend in ("rq", "celery") %}Ended | None{% else %}None{% endif %}:
         started = time.monotonic()
         task = TASKS[job.name]  # claimed only if known here
         try:
@@ -412,7 +412,7 @@ class Runner:
                 and not isinstance(error, AttemptTimedOut)
                 and not database_unavailable(error),
             )
-            return {% if cookiecutter.job_backend == "rq" %}Ended(status, error=f"{type(failure).__name__}: {failure}"){% else %}None{% endif %}
+            return {% if cookiecutter.job_backend in ("rq", "celery") %}Ended(status, error=f"{type(failure).__name__}: {failure}"){% else %}None{% endif %}
         attempt.finishing = True
         outcome = await self._write(lambda: self._successes.submit(writes.Success(job.id, result)))
         if outcome == "lost":
@@ -422,10 +422,10 @@ class Runner:
         if outcome == "refused":
             metrics.job_ended(job.name, "failed", seconds)
             logger.error("job failed: the database refused its result; not retried")
-            return {% if cookiecutter.job_backend == "rq" %}Ended("failed", error="UnstorableResult: the database refused its result"){% else %}None{% endif %}
+            return {% if cookiecutter.job_backend in ("rq", "celery") %}Ended("failed", error="UnstorableResult: the database refused its result"){% else %}None{% endif %}
         metrics.job_ended(job.name, "succeeded", seconds)
         logger.info("job succeeded in %.3f s", seconds)
-        return {% if cookiecutter.job_backend == "rq" %}Ended("succeeded", result){% else %}None{% endif %}
+        return {% if cookiecutter.job_backend in ("rq", "celery") %}Ended("succeeded", result){% else %}None{% endif %}
 
     async def _call(self, task: Task, job: Job, session: AsyncSession) -> Any:
         """The task's function, in an asyncio task of its own, so that the attempt ends

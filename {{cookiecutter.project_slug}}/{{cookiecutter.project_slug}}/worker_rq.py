@@ -12,17 +12,14 @@ heartbeat, and the poller sends due, delayed and lost jobs to Redis. RQ's regist
 `rq info` and rq-dashboard see each job as RQ's own.
 """
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import os
 import sys
 import threading
 import uuid
-from collections.abc import Coroutine
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.exceptions import RedisError
 from rq import SimpleWorker
@@ -33,85 +30,13 @@ from {{ cookiecutter.project_slug }} import (
     metrics,
     tasks,  # noqa: F401  # registers every task
 )
-from {{ cookiecutter.project_slug }}.db import close, create_sessionmaker, database_engine
-from {{ cookiecutter.project_slug }}.jobs.backend import Backend
-from {{ cookiecutter.project_slug }}.jobs.poller import Poller
-from {{ cookiecutter.project_slug }}.jobs.registry import schedules
-from {{ cookiecutter.project_slug }}.jobs.runner import STOP_SECONDS as RUNNER_STOP_SECONDS
-from {{ cookiecutter.project_slug }}.jobs.runner import Runner
+from {{ cookiecutter.project_slug }}.jobs.loop import STOP_SECONDS, JobLoop, exit_after
 from {{ cookiecutter.project_slug }}.observability import configure_logging
-from {{ cookiecutter.project_slug }}.settings import Settings, get_settings
+from {{ cookiecutter.project_slug }}.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-# A stop takes at most this long past the grace: the runner's bound, then RQ's teardown.
-STOP_SECONDS = RUNNER_STOP_SECONDS + 2
-
-T = TypeVar("T")
-
-
-class _Jobs:
-    """The process's event loop, in a thread, with what runs on it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._thread = threading.Thread(target=self._run, name="jobs", daemon=True)
-        self._ready = threading.Event()
-        self._runner_stop: concurrent.futures.Future[None] | None = None
-
-    def _run(self) -> None:
-        # asyncio's Runner, as asyncio.run: once stopped, what is left on the loop is
-        # cancelled and its default executor shut down, so no thread outlives it.
-        with asyncio.Runner() as runner:
-            self.loop = runner.get_loop()
-            self._stopped = asyncio.Event()
-            self._ready.set()
-            runner.run(self._stopped.wait())
-
-    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait()
-        self.call(self._start())
-
-    async def _start(self) -> None:
-        settings = self._settings
-        self._engine = database_engine(settings)
-        sessionmaker = create_sessionmaker(self._engine)
-        self.backend = Backend(settings, sessionmaker)
-        self.runner = Runner(sessionmaker, settings, self.backend.name)
-        self._poller = Poller(
-            sessionmaker, self.backend, settings, self.runner.steady, schedules(settings)
-        )
-        await self.backend.start()
-        await self.runner.start()
-        self._polling = await self._poller.start()
-
-    def stop_running(self, grace_seconds: float) -> None:
-        """Give the running job the grace, then stop it and queue it again."""
-        if self._runner_stop is None:
-            self._runner_stop = asyncio.run_coroutine_threadsafe(
-                self.runner.stop(grace_seconds), self.loop
-            )
-
-    def stop(self, grace_seconds: float) -> None:
-        self.stop_running(grace_seconds)
-        self.call(self._stop())
-        self.loop.call_soon_threadsafe(self._stopped.set)
-        self._thread.join()
-
-    async def _stop(self) -> None:
-        self._poller.stop()
-        assert self._runner_stop is not None
-        await asyncio.wrap_future(self._runner_stop)
-        await self._poller.stopped(self._polling)
-        await close(self._engine)
-        await self.backend.stop(grace_seconds=0)
-
-
-_jobs: _Jobs | None = None
+_jobs: JobLoop | None = None
 
 
 class Worker(SimpleWorker):
@@ -127,7 +52,7 @@ class Worker(SimpleWorker):
         if settings.metrics_port:
             port = metrics.serve(settings.metrics_host, settings.metrics_port)
             logger.info("serving metrics on http://%s:%d/metrics", settings.metrics_host, port)
-        _jobs = _Jobs(settings)
+        _jobs = JobLoop(settings)
         _jobs.start()
         try:
             return super().work(*args, **kwargs)
@@ -163,18 +88,8 @@ class Worker(SimpleWorker):
             self._stopping = True
             grace = self._settings.job_shutdown_grace_seconds
             _jobs.stop_running(grace)
-            threading.Thread(target=_exit_after, args=(grace + STOP_SECONDS,), daemon=True).start()
+            threading.Thread(target=exit_after, args=(grace + STOP_SECONDS,), daemon=True).start()
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # untyped in RQ
-
-
-def _exit_after(seconds: float) -> None:
-    """The stop's one bound. RQ's teardown talks to Redis, with a socket timeout of
-    minutes (for its blocking dequeue): with Redis unreachable, it is cut short here, and
-    the worker's entry in Redis expires on its own."""
-    threading.Event().wait(seconds)
-    logger.error("stopping took over %d s past the grace (is Redis reachable?)", STOP_SECONDS)
-    logging.shutdown()
-    os._exit(1)
 
 
 class AttemptFailed(Exception):
@@ -193,14 +108,10 @@ def run_job(job_id: str) -> Any:
         raise RuntimeError(
             f"this service's jobs run in `rq worker --worker-class {__name__}.Worker`"
         )
-    attempt = asyncio.run_coroutine_threadsafe(_jobs.runner.run(uuid.UUID(job_id)), _jobs.loop)
     try:
-        ended = attempt.result()
+        ended = _jobs.run(uuid.UUID(job_id))
     except concurrent.futures.CancelledError:
         raise AttemptFailed("stopped: the worker stopped; the job is queued again") from None
-    except BaseException:
-        attempt.cancel()  # RQ's time limit (a backstop past the runner's) or an interrupt
-        raise
     if ended is None:
         # `rq requeue` of a job that failed, for one: only the table's retry runs it again.
         logger.warning("job %s not run: the job table did not give it to this worker", job_id)
