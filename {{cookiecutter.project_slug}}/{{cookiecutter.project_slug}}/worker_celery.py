@@ -11,7 +11,6 @@ and task name.
 """
 
 import concurrent.futures
-import contextlib
 import logging
 import os
 import signal
@@ -22,8 +21,7 @@ from typing import Any
 
 from billiard.process import active_children
 from celery import signals
-from celery.exceptions import Ignore, Retry
-from redis.exceptions import RedisError
+from celery.exceptions import Ignore, Reject, Retry
 
 from {{ cookiecutter.project_slug }} import (
     metrics,
@@ -137,11 +135,12 @@ def run_job(job_id: str) -> Any:
     except concurrent.futures.CancelledError:
         raise Retry("stopped: the worker stopped; the job is queued again") from None
     if ended is None:
-        # A second message of a job that ran or runs elsewhere, or a worker stopping:
-        # nothing to show. Should the job still be queued, a poller sends it again.
+        if _jobs.stopping:
+            raise Reject("the worker is stopping", requeue=True)  # for another worker
+        # A second message of a job that ran or runs elsewhere, or one this process
+        # cannot claim now: nothing to show. A job still queued is sent again by a
+        # poller once its message is gone (jobs/backend.py).
         logger.info("job %s not run: the job table did not give it to this process", job_id)
-        with contextlib.suppress(RedisError):  # unreachable, the mark lapses
-            _jobs.backend.redis.delete(_jobs.backend.mark(job_id))
         raise Ignore()
     if ended.status == "retried":
         raise Retry(f"{ended.error} (the job table retries it)")

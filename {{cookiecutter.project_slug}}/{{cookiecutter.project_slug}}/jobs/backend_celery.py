@@ -36,7 +36,8 @@ TIME_LIMIT_MARGIN_SECONDS = 10
 SENDING_MARK_SECONDS = 10
 # The poller sends at most this many due jobs to Redis at a time.
 POLL_BATCH = 500
-# Where Celery's Redis transport keeps the messages taken and not yet acknowledged.
+# Where Celery's Redis transport keeps the messages taken and not yet acknowledged (as
+# many as the workers' child processes), and when each was taken.
 UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
 # Takes each mark that holds another version than the one given (or every one, forced)
 # for a short while; one per job taken, else 0. In one step: no two senders take one.
@@ -106,6 +107,7 @@ class Backend:
             socket_timeout=REDIS_TIMEOUT_SECONDS,
         )
         self._take = self.redis.register_script(TAKE_MARKS)
+        self._queue = settings.celery_queue
         self._marks = f"{settings.celery_queue}:sent:"
         self._lease_seconds = settings.job_lease_seconds
         # A job's mark lasts as long as the message it stands for may wait unseen.
@@ -146,11 +148,9 @@ class Backend:
         message and did not run its job lets go of the mark (worker.py)."""
         versions = {str(job_id): due.isoformat() for job_id, _, _, due in queued}
         taken = self._take_marks(versions)
-        if waiting := versions.keys() - taken:
-            # A message taken by a worker that died before claiming its job comes back
-            # only after the visibility timeout: sent again after a lease.
-            stranded = {job_id: versions[job_id] for job_id in self._stranded(waiting)}
-            taken |= self._take_marks(stranded, force=True)
+        if marked := [job_id for job_id in versions if job_id not in taken]:
+            gone = {job_id: versions[job_id] for job_id in self._gone(marked)}
+            taken |= self._take_marks(gone, force=True)
         if not taken:
             return
         try:
@@ -186,15 +186,31 @@ class Backend:
         taken = self._take(keys=keys, args=[SENDING_MARK_SECONDS, int(force), *versions.values()])
         return {job_id for job_id, got in zip(versions, taken, strict=True) if got}
 
-    def _stranded(self, job_ids: Collection[str]) -> set[str]:
-        """Of these jobs, those whose message a worker took over a lease ago: Celery's
-        Redis transport keeps each message taken and not yet acknowledged, with when."""
-        since = time.time() - self._lease_seconds
-        tags = cast("list[bytes]", self.redis.zrangebyscore(UNACKED_INDEX, "-inf", since))
-        if not tags:
-            return set()
-        messages = [json.loads(raw)[0] for raw in self.redis.hmget(UNACKED, tags) if raw]
-        return set(job_ids) & {message["headers"]["id"] for message in messages}
+    def _gone(self, job_ids: list[str]) -> set[str]:
+        """Of these marked jobs, those whose message is gone: taken by a worker over a
+        lease ago and not acknowledged (the worker died before claiming the job: Redis
+        would give it back only after the visibility timeout), or in no worker's hands
+        with the queue empty (a worker took it and did not run the job)."""
+        taken = cast("dict[bytes, bytes]", self.redis.hgetall(UNACKED))
+        scores = self.redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)
+        since = dict(cast("list[tuple[bytes, float]]", scores))
+        held = {
+            json.loads(message)[0]["headers"]["id"]: since.get(tag, 0.0)
+            for tag, message in taken.items()
+        }
+        lease_ago = time.time() - self._lease_seconds
+        empty = self.redis.llen(self._queue) == 0
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.ttl(self.mark(job_id))
+            lasting = pipe.execute()
+        return {
+            job_id
+            for job_id, seconds in zip(job_ids, lasting, strict=True)
+            # A mark still as short as a sending mark: its sender is sending the message.
+            if seconds > SENDING_MARK_SECONDS
+            and (held[job_id] < lease_ago if job_id in held else empty)
+        }
 
     def _let_go(self, job_ids: Collection[str]) -> None:
         """A send that failed lets go of its marks (should Redis be gone, they lapse)."""

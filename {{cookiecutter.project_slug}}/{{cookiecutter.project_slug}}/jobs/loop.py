@@ -76,6 +76,10 @@ class JobLoop:
             attempt.cancel()  # the worker's own time limit (a backstop), or an interrupt
             raise
 
+    @property
+    def stopping(self) -> bool:
+        return self._runner_stop is not None
+
     def stop_running(self, grace_seconds: float) -> None:
         """Give the running job the grace, then stop it and queue it again."""
         if self._runner_stop is None:
