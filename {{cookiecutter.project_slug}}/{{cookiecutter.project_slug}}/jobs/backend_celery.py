@@ -144,8 +144,8 @@ class Backend:
     def _send_unsent(self, queued: list[tuple[uuid.UUID, str, float, datetime]]) -> None:
         """Send each of these queued jobs that has no message on its way. A job's mark
         holds when it was due as of its last message: queued again since (retried, given
-        back, recovered), it is due anew, and needs another message. A worker that took a
-        message and did not run its job lets go of the mark (worker.py)."""
+        back, recovered), it is due anew, and needs another message; a message that is
+        gone is sent again (_gone)."""
         versions = {str(job_id): due.isoformat() for job_id, _, _, due in queued}
         taken = self._take_marks(versions)
         if marked := [job_id for job_id in versions if job_id not in taken]:
@@ -170,7 +170,7 @@ class Backend:
             # The marks now stand for the messages sent: as long as they may wait.
             with self.redis.pipeline(transaction=False) as pipe:
                 for sent in taken:
-                    pipe.expire(self.mark(sent), self._mark_seconds)
+                    pipe.expire(self._mark(sent), self._mark_seconds)
                 pipe.execute()
         except BaseException:
             self._let_go(taken)
@@ -182,7 +182,7 @@ class Backend:
         job at once: only the one that takes its mark sends it."""
         if not versions:
             return set()
-        keys = [self.mark(job_id) for job_id in versions]
+        keys = [self._mark(job_id) for job_id in versions]
         taken = self._take(keys=keys, args=[SENDING_MARK_SECONDS, int(force), *versions.values()])
         return {job_id for job_id, got in zip(versions, taken, strict=True) if got}
 
@@ -202,7 +202,7 @@ class Backend:
         empty = self.redis.llen(self._queue) == 0
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.ttl(self.mark(job_id))
+                pipe.ttl(self._mark(job_id))
             lasting = pipe.execute()
         return {
             job_id
@@ -215,11 +215,11 @@ class Backend:
     def _let_go(self, job_ids: Collection[str]) -> None:
         """A send that failed lets go of its marks (should Redis be gone, they lapse)."""
         try:
-            self.redis.delete(*[self.mark(job_id) for job_id in job_ids])
+            self.redis.delete(*[self._mark(job_id) for job_id in job_ids])
         except RedisError as error:
             logger.debug("sending marks left to lapse: %s", error)
 
-    def mark(self, job_id: str) -> str:
+    def _mark(self, job_id: str) -> str:
         return self._marks + job_id
 
     def cancel(self, job_id: uuid.UUID) -> None:
