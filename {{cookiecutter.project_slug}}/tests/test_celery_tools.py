@@ -1,12 +1,14 @@
 """Celery's own tools see the jobs as the job table does: `celery inspect` shows the
 running job by its id and task name; Flower lists each job by its task name, with the
-state the table gives it."""
+state the table gives it; `celery purge` deletes messages, never jobs."""
 
 import json
 import sys
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
+from redis import Redis
 
 from {{ cookiecutter.project_slug }}.db import SessionMaker
 from {{ cookiecutter.project_slug }}.jobs.control import JobControl
@@ -14,7 +16,7 @@ from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from tests import tasks
 from tests.load import wait_until
-from tests.processes import Process, environment, free_port, run_module, running
+from tests.processes import Process, environment, free_port, run_module, running, start_worker
 from tests.test_jobs import FINISHED, submit, wait_for
 
 
@@ -31,6 +33,25 @@ async def test_celery_inspect_shows_the_running_job(
     assert [(task["id"], task["name"]) for task in active] == [(str(job.id), "threaded")]
     tasks.note("release inspected")
     assert (await wait_for(control, job.id, *FINISHED)).status == JobStatus.SUCCEEDED
+
+
+async def test_a_purged_queue_loses_no_job(
+    app: FastAPI, sessionmaker: SessionMaker, settings: Settings, tmp_path: Path
+) -> None:
+    """The table still has the jobs queued: a poller sends each again once it has seen
+    its message gone for a lease."""
+    control: JobControl = app.state.job_control  # no worker yet, to take the messages
+    jobs = [await submit(control, sessionmaker, tasks.add.new_job(a=n, b=1)) for n in range(3)]
+    with Redis.from_url(settings.redis_url) as redis:
+        wait_until(lambda: redis.llen(settings.celery_queue) == 3, 30, "3 messages in Redis")
+    purged = run_module("celery", ["-A", "tests.worker", "purge", "-f"], environment(settings))
+    assert "Purged 3 messages" in purged.stdout, purged.stdout + purged.stderr
+    with start_worker(settings, tmp_path / "worker.log") as worker:
+        worker.wait_until_up()
+        for n, job in enumerate(jobs):
+            done = await wait_for(control, job.id, *FINISHED)
+            assert (done.status, done.result, done.attempts) == (JobStatus.SUCCEEDED, n + 1, 1)
+        assert worker.terminate(timeout=30) == 0, worker.output()
 
 
 async def test_flower_lists_each_job_by_its_task_name_and_state(

@@ -32,15 +32,14 @@ RUN_JOB = "{{ cookiecutter.project_slug }}.run_job"
 # Celery's hard time limit of an attempt is its task's timeout plus the runner's cancel
 # grace and this: only a backstop past the runner's own limit.
 TIME_LIMIT_MARGIN_SECONDS = 10
-# How long a sender may hold a job's sending mark, should it die holding it.
-SENDING_MARK_SECONDS = 10
 # The poller sends at most this many due jobs to Redis at a time.
 POLL_BATCH = 500
 # Where Celery's Redis transport keeps the messages taken and not yet acknowledged (as
-# many as the workers' child processes), and when each was taken.
-UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
-# Takes each mark that holds another version than the one given (or every one, forced)
-# for a short while; one per job taken, else 0. In one step: no two senders take one.
+# many as the workers' child processes), by delivery tag.
+UNACKED = "unacked"
+# Takes each mark that holds another version than the one given (or every one, forced),
+# for as long as its message may wait; one per job taken, else 0. In one step: no two
+# senders take one.
 TAKE_MARKS = """
 local taken = {}
 for i, key in ipairs(KEYS) do
@@ -114,6 +113,9 @@ class Backend:
         self._mark_seconds = int(settings.celery_visibility_timeout_seconds)
         self._sessionmaker = sessionmaker
         self._accepting = False
+        # Each marked job's message, as last seen by _gone(): where (a worker's delivery
+        # tag, or b"" for nowhere), and since when (monotonic).
+        self._seen: dict[str, tuple[bytes, float]] = {}
 
     async def start(self) -> None:
         # Fail at start-up, with the URL's host in the error, rather than at the first job.
@@ -167,11 +169,6 @@ class Backend:
                             ),
                             producer=producer,
                         )
-            # The marks now stand for the messages sent: as long as they may wait.
-            with self.redis.pipeline(transaction=False) as pipe:
-                for sent in taken:
-                    pipe.expire(self._mark(sent), self._mark_seconds)
-                pipe.execute()
         except BaseException:
             self._let_go(taken)
             raise
@@ -183,37 +180,40 @@ class Backend:
         if not versions:
             return set()
         keys = [self._mark(job_id) for job_id in versions]
-        taken = self._take(keys=keys, args=[SENDING_MARK_SECONDS, int(force), *versions.values()])
+        taken = self._take(keys=keys, args=[self._mark_seconds, int(force), *versions.values()])
         return {job_id for job_id, got in zip(versions, taken, strict=True) if got}
 
     def _gone(self, job_ids: list[str]) -> set[str]:
-        """Of these marked jobs, those whose message is gone: taken by a worker over a
-        lease ago and not acknowledged (the worker died before claiming the job: Redis
-        would give it back only after the visibility timeout), or in no worker's hands
-        with the queue empty (a worker took it and did not run the job)."""
+        """Of these marked jobs, those whose message is gone: in the hands of the same
+        worker for over a lease, the job unclaimed (the worker died before claiming it:
+        Redis would give it back only after the visibility timeout), or in no worker's
+        hands with the queue empty for over a lease (a worker took it and did not run the
+        job). Judged by how long this sender has seen it so, in its own clock: the
+        workers' clocks, which stamp the messages taken, may differ from it."""
         taken = cast("dict[bytes, bytes]", self.redis.hgetall(UNACKED))
-        scores = self.redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)
-        since = dict(cast("list[tuple[bytes, float]]", scores))
-        held = {
-            json.loads(message)[0]["headers"]["id"]: since.get(tag, 0.0)
-            for tag, message in taken.items()
-        }
-        lease_ago = time.time() - self._lease_seconds
-        empty = self.redis.llen(self._queue) == 0
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.ttl(self._mark(job_id))
-            lasting = pipe.execute()
-        return {
-            job_id
-            for job_id, seconds in zip(job_ids, lasting, strict=True)
-            # A mark still as short as a sending mark: its sender is sending the message.
-            if seconds > SENDING_MARK_SECONDS
-            and (held[job_id] < lease_ago if job_id in held else empty)
-        }
+        holders = {json.loads(message)[0]["headers"]["id"]: tag for tag, message in taken.items()}
+        nowhere = b"" if self.redis.llen(self._queue) == 0 else None
+        now = time.monotonic()
+        seen: dict[str, tuple[bytes, float]] = {}
+        gone: set[str] = set()
+        for job_id in job_ids:
+            where = holders.get(job_id, nowhere)
+            if where is None:
+                continue  # maybe waiting in the queue
+            was, since = self._seen.get(job_id, (where, now))
+            if was != where:
+                since = now
+            if now - since > self._lease_seconds:
+                gone.add(job_id)
+            else:
+                seen[job_id] = (where, since)
+        # Only the jobs of this look: those claimed or sent again since are forgotten.
+        self._seen = seen
+        return gone
 
     def _let_go(self, job_ids: Collection[str]) -> None:
-        """A send that failed lets go of its marks (should Redis be gone, they lapse)."""
+        """A send that failed lets go of its marks (should Redis be gone, _gone() finds
+        their messages gone once it answers again)."""
         try:
             self.redis.delete(*[self._mark(job_id) for job_id in job_ids])
         except RedisError as error:
