@@ -312,8 +312,9 @@ def start_worker(
 
 def children(worker: Process) -> list[int]:
     """The worker's child processes, which run the jobs."""
-    pid = worker.popen.pid
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    # Each thread's own: the pool may start a new child from a thread of its own.
+    threads = Path(f"/proc/{worker.popen.pid}/task").glob("*/children")
+    return [int(child) for thread in threads for child in thread.read_text().split()]
 {%- endif %}
 {%- endif %}
 

@@ -559,12 +559,14 @@ class Runner:
                 )
                 await writes.register_executor(session, self._executor_row())
                 return set()
-            # A claim whose answer was lost (the connection broke after the commit).
+            # A claim whose answer was lost (the connection broke after the commit). Not
+            # while stopping: the stop gives back the jobs whose attempts it ended, their
+            # attempt not counted, once they are out of _attempts.
             orphans = held - self._attempts.keys()
-            if orphans and (
-                released := await writes.release(
+            if orphans and not self._stopping:
+                released = await writes.release(
                     session, self.executor_id, orphans, give_back_attempt=False
                 )
-            ):
-                logger.warning("%d jobs held here but not running here: queued again", released)
+                if released:
+                    logger.warning("%d jobs held here but not running here: queued again", released)
             return held
