@@ -3,6 +3,9 @@
 import contextlib
 import multiprocessing
 import os
+{%- if cookiecutter.job_backend in ("rq", "celery") %}
+import re
+{%- endif %}
 import runpy
 import signal
 import socket
@@ -308,6 +311,15 @@ def start_worker(
     # A name of its own: several workers of a test run on one host.
     command += ["--concurrency", str(pool), "--hostname", f"{log.stem}-{os.getpid()}@%h"]
     return running(command, settings, log, registered, env=env)
+{%- endif %}
+
+
+def metrics_ports(worker: Process) -> list[int]:
+    """The ports its processes serve their metrics on, as each logged it: the first free
+    one from METRICS_PORT up, which another test's server may have taken first."""
+    logged = re.findall(r"serving metrics on http://[^:]+:(\d+)/", worker.output())
+    return [int(port) for port in logged]
+{%- if cookiecutter.job_backend == "celery" %}
 
 
 def children(worker: Process) -> list[int]:

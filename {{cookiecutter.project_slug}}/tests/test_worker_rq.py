@@ -17,7 +17,7 @@ from {{ cookiecutter.project_slug }}.models import JobStatus
 from {{ cookiecutter.project_slug }}.settings import Settings
 from {{ cookiecutter.project_slug }}.tasks.cleanup import cleanup
 from tests import tasks
-from tests.processes import Process, running, start_worker
+from tests.processes import Process, metrics_ports, running, start_worker
 from tests.test_jobs import FINISHED, submit, wait_for
 
 
@@ -68,8 +68,11 @@ async def test_a_worker_pool_runs_jobs_side_by_side_each_serving_its_metrics(
         for job in held:
             await wait_for(control, job.id, JobStatus.RUNNING)
         # Each process serves its own counts, on the first free port from METRICS_PORT.
+        ports = metrics_ports(pool)
+        assert len(set(ports)) == 2, ports
+        assert min(ports) >= settings.metrics_port, ports
         async with httpx.AsyncClient() as client:
-            for port in (settings.metrics_port, settings.metrics_port + 1):
+            for port in ports:
                 answer = await client.get(f"http://127.0.0.1:{port}/metrics")
                 assert answer.status_code == 200
                 assert "jobs_total" in answer.text
